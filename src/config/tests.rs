@@ -1,0 +1,420 @@
+//! Every configuration rule, and every way a configuration is rejected.
+
+use super::*;
+use std::collections::HashMap;
+
+fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+fn load(yaml: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml(yaml, "algorithmia.yaml", &env_of(&[]))
+}
+
+fn load_with(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_yaml(yaml, "algorithmia.yaml", &env_of(env))
+}
+
+fn rejected(yaml: &str) -> ConfigError {
+    load(yaml).expect_err("this configuration must be rejected")
+}
+
+const MINIMAL: &str = "instances:\n  - kafka_broker: k1:9092\n    kafka_topic: insights\n";
+
+#[test]
+fn a_minimal_file_gets_every_documented_default() {
+    let config = load(MINIMAL).unwrap();
+    assert_eq!(config.dogstatsd, Destination::Udp("127.0.0.1:8125".into()));
+    assert_eq!(config.metric_prefix, "algorithmia");
+    let i = &config.instances[0];
+    assert_eq!(i.brokers, ["k1:9092"]);
+    assert_eq!(i.topic, "insights");
+    assert_eq!(i.consumer_group, "algorithmia-datadog");
+    assert_eq!(i.start_offset, StartOffset::Latest);
+    assert_eq!(i.security_protocol, SecurityProtocol::Plaintext);
+    assert_eq!(i.sasl, None);
+    assert_eq!(
+        i.tag_fields,
+        ["algorithm_name", "algorithm_version", "algorithm_owner"]
+    );
+    assert_eq!(
+        i.operational_fields,
+        [
+            "algorithm_name",
+            "algorithm_version",
+            "algorithm_owner",
+            "request_id",
+            "session_id",
+            "time"
+        ]
+    );
+    assert!(i.numeric_strings && i.booleans && !i.send_timestamps);
+    assert!(i.include_metrics.is_empty() && i.exclude_metrics.is_empty() && i.tags.is_empty());
+    assert_eq!(i.timestamp_field, "time");
+}
+
+#[test]
+fn the_shipped_example_file_is_valid() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/conf.d/algorithmia.yaml"
+    ))
+    .unwrap();
+    let config = Config::from_yaml(&text, "conf.d/algorithmia.yaml", &env_of(&[])).unwrap();
+    assert_eq!(config.instances.len(), 1);
+}
+
+#[test]
+fn brokers_may_be_a_comma_separated_string_or_a_list() {
+    let joined =
+        load("instances:\n  - kafka_broker: \"h1:9092, h2:9092\"\n    kafka_topic: t\n").unwrap();
+    let listed =
+        load("instances:\n  - kafka_broker: [h1:9092, h2:9092]\n    kafka_topic: t\n").unwrap();
+    assert_eq!(joined.instances[0].brokers, ["h1:9092", "h2:9092"]);
+    assert_eq!(listed.instances[0].brokers, joined.instances[0].brokers);
+}
+
+#[test]
+fn each_instance_is_its_own_consumer() {
+    let config = load(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t1\n  - kafka_broker: b:2\n    kafka_topic: t2\n    consumer_group: g2\n",
+    )
+    .unwrap();
+    assert_eq!(config.instances.len(), 2);
+    assert_eq!(config.instances[1].index, 1);
+    assert_eq!(config.instances[1].consumer_group, "g2");
+}
+
+#[test]
+fn missing_broker_or_topic_is_rejected_naming_the_key() {
+    let e = rejected("instances:\n  - kafka_topic: t\n");
+    assert_eq!(e.key, "instances[0]");
+    assert!(e.reason.contains("kafka_broker"), "{e}");
+    let e = rejected("instances:\n  - kafka_broker: a:1\n");
+    assert!(e.reason.contains("kafka_topic"), "{e}");
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: \"\"\n");
+    assert_eq!(e.key, "instances[0].kafka_topic");
+}
+
+#[test]
+fn a_malformed_broker_is_rejected() {
+    for brokers in ["\"\"", "\"a:1,,b:2\"", "localhost", "\"a:notaport\"", "[]"] {
+        let e = rejected(&format!(
+            "instances:\n  - kafka_broker: {brokers}\n    kafka_topic: t\n"
+        ));
+        assert_eq!(e.key, "instances[0].kafka_broker", "{brokers}: {e}");
+    }
+}
+
+#[test]
+fn unknown_keys_are_rejected_at_every_level() {
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    kafka_topik: x\n");
+    assert_eq!(e.key, "instances[0].kafka_topik");
+    assert!(e.reason.contains("unknown field `kafka_topik`"), "{e}");
+    let e = rejected(
+        "init_config:\n  dogstatsd: x\ninstances:\n  - kafka_broker: a:1\n    kafka_topic: t\n",
+    );
+    assert_eq!(e.key, "init_config.dogstatsd");
+    assert!(e.reason.contains("unknown field `dogstatsd`"), "{e}");
+    let e = rejected("extra: 1\ninstances: []\n");
+    assert!(e.reason.contains("unknown field `extra`"), "{e}");
+}
+
+#[test]
+fn wrong_types_are_rejected_naming_the_key() {
+    let e =
+        rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    booleans: maybe\n");
+    assert_eq!(e.key, "instances[0].booleans");
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tags: team:ml\n");
+    assert_eq!(e.key, "instances[0].tags");
+    let e = rejected(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    start_offset: middle\n",
+    );
+    assert_eq!(e.key, "instances[0].start_offset");
+    assert!(
+        e.reason.contains("latest") && e.reason.contains("earliest"),
+        "{e}"
+    );
+    let e = rejected(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: TLS\n",
+    );
+    assert_eq!(e.key, "instances[0].security_protocol");
+    let e = rejected("instances: {}\n");
+    assert_eq!(e.key, "instances");
+}
+
+#[test]
+fn an_empty_file_or_no_instance_is_rejected() {
+    assert_eq!(rejected("").key, "instances");
+    assert_eq!(rejected("instances: []\n").key, "instances");
+    assert!(rejected("init_config:\n").reason.contains("instances"));
+}
+
+#[test]
+fn invalid_yaml_is_rejected_with_its_position() {
+    let e = rejected("instances:\n  - kafka_broker: [a:1\n");
+    assert_eq!(e.key, "(syntax)");
+    assert!(e.reason.contains("line"), "{e}");
+}
+
+#[test]
+fn errors_name_the_file() {
+    let e = rejected("instances: []\n");
+    assert_eq!(
+        e.to_string(),
+        "algorithmia.yaml: instances: at least one instance is required"
+    );
+}
+
+#[test]
+fn environment_variables_are_expanded_in_every_string() {
+    let yaml = "instances:\n  - kafka_broker: ${BROKER}\n    kafka_topic: pre-${TOPIC}-post\n    security_protocol: SASL_SSL\n    sasl_mechanism: SCRAM-SHA-512\n    sasl_username: u\n    sasl_password: ${KAFKA_PASSWORD}\n    tags: [\"cost$$center:1\"]\n";
+    let config = load_with(
+        yaml,
+        &[
+            ("BROKER", "b:9093"),
+            ("TOPIC", "ins"),
+            ("KAFKA_PASSWORD", "p: #not yaml"),
+        ],
+    )
+    .unwrap();
+    let i = &config.instances[0];
+    assert_eq!(i.brokers, ["b:9093"]);
+    assert_eq!(i.topic, "pre-ins-post");
+    assert_eq!(i.sasl.as_ref().unwrap().password.expose(), "p: #not yaml");
+    assert_eq!(i.tags, ["cost$center:1"]);
+}
+
+#[test]
+fn an_unset_variable_is_rejected_naming_the_key_and_the_variable() {
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: ${NOPE}\n");
+    assert_eq!(e.key, "instances[0].kafka_topic");
+    assert!(e.reason.contains("NOPE"), "{e}");
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: ${unterminated\n");
+    assert!(e.reason.contains("closing"), "{e}");
+}
+
+#[test]
+fn sasl_requires_a_mechanism_and_credentials() {
+    let base =
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n";
+    let e = rejected(&format!(
+        "{base}    sasl_username: u\n    sasl_password: p\n"
+    ));
+    assert_eq!(e.key, "instances[0].sasl_mechanism");
+    let e = rejected(&format!(
+        "{base}    sasl_mechanism: PLAIN\n    sasl_password: p\n"
+    ));
+    assert_eq!(e.key, "instances[0].sasl_username");
+    let e = rejected(&format!(
+        "{base}    sasl_mechanism: PLAIN\n    sasl_username: u\n"
+    ));
+    assert_eq!(e.key, "instances[0].sasl_password");
+    let e = rejected(&format!(
+        "{base}    sasl_mechanism: GSSAPI\n    sasl_username: u\n    sasl_password: p\n"
+    ));
+    assert_eq!(e.key, "instances[0].sasl_mechanism");
+    let ok = load(&format!(
+        "{base}    sasl_mechanism: SCRAM-SHA-256\n    sasl_username: u\n    sasl_password: p\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        ok.instances[0].sasl.as_ref().unwrap().mechanism,
+        SaslMechanism::ScramSha256
+    );
+}
+
+#[test]
+fn sasl_settings_without_a_sasl_protocol_are_rejected() {
+    let e =
+        rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    sasl_username: u\n");
+    assert_eq!(e.key, "instances[0].sasl_username");
+    assert!(e.reason.contains("SASL_SSL"), "{e}");
+}
+
+#[test]
+fn a_missing_ca_file_is_rejected() {
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SSL\n    ssl_ca_location: /nonexistent/ca.pem\n");
+    assert_eq!(e.key, "instances[0].ssl_ca_location");
+}
+
+#[test]
+fn the_destination_follows_the_documented_precedence() {
+    let file = "init_config:\n  dogstatsd_url: unix:///var/run/datadog/dsd.socket\n";
+    let all = [
+        ("DD_DOGSTATSD_URL", "udp://10.0.0.1:9125"),
+        ("DD_AGENT_HOST", "agent"),
+        ("DD_DOGSTATSD_PORT", "8200"),
+    ];
+    let c = load_with(&format!("{file}{MINIMAL}"), &all).unwrap();
+    assert_eq!(
+        c.dogstatsd,
+        Destination::Unix("/var/run/datadog/dsd.socket".into())
+    );
+    let c = load_with(MINIMAL, &all).unwrap();
+    assert_eq!(c.dogstatsd, Destination::Udp("10.0.0.1:9125".into()));
+    let c = load_with(MINIMAL, &all[1..]).unwrap();
+    assert_eq!(c.dogstatsd, Destination::Udp("agent:8200".into()));
+    let c = load_with(MINIMAL, &all[1..2]).unwrap();
+    assert_eq!(c.dogstatsd, Destination::Udp("agent:8125".into()));
+    let c = load_with(MINIMAL, &[]).unwrap();
+    assert_eq!(c.dogstatsd, Destination::Udp("127.0.0.1:8125".into()));
+}
+
+#[test]
+fn a_bad_destination_is_rejected_naming_where_it_came_from() {
+    let e = rejected(&format!(
+        "init_config:\n  dogstatsd_url: tcp://x:1\n{MINIMAL}"
+    ));
+    assert_eq!(e.key, "init_config.dogstatsd_url");
+    let e = load_with(MINIMAL, &[("DD_DOGSTATSD_URL", "udp://nohost")]).unwrap_err();
+    assert_eq!(e.key, "DD_DOGSTATSD_URL");
+    let e = load_with(
+        MINIMAL,
+        &[("DD_AGENT_HOST", "a"), ("DD_DOGSTATSD_PORT", "x")],
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "DD_DOGSTATSD_PORT");
+    assert!(Destination::parse("unix://relative/path").is_err());
+    assert!(Destination::parse("udp://:8125").is_err());
+}
+
+#[test]
+fn datagram_limits_follow_the_transport() {
+    assert_eq!(
+        Destination::parse("udp://a:1")
+            .unwrap()
+            .max_datagram_bytes(),
+        1432
+    );
+    assert_eq!(
+        Destination::parse("unix:///s")
+            .unwrap()
+            .max_datagram_bytes(),
+        8192
+    );
+}
+
+#[test]
+fn static_tags_are_ordered_instance_then_init_config_then_dd_variables() {
+    let yaml = "init_config:\n  tags: [\"team:ml\"]\ninstances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tags: [\"cluster:eu\"]\n";
+    let c = load_with(
+        yaml,
+        &[
+            ("DD_ENV", "prod"),
+            ("DD_SERVICE", "fraud"),
+            ("DD_VERSION", "1.2"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.instances[0].tags,
+        [
+            "cluster:eu",
+            "team:ml",
+            "env:prod",
+            "service:fraud",
+            "version:1.2"
+        ]
+    );
+}
+
+#[test]
+fn tags_that_could_break_a_datagram_are_rejected() {
+    for tag in ["\"a,b\"", "\"a|b\"", "\"a#b\"", "\"\"", "\"key:\""] {
+        let e = rejected(&format!(
+            "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tags: [{tag}]\n"
+        ));
+        assert_eq!(e.key, "instances[0].tags[0]", "{tag}");
+    }
+    let e = load_with(MINIMAL, &[("DD_ENV", "a,b")]).unwrap_err();
+    assert_eq!(e.key, "DD_ENV");
+}
+
+#[test]
+fn an_invalid_metric_prefix_is_rejected() {
+    for prefix in ["\"1abc\"", "\"a-b\"", "\"a.\"", "\"\""] {
+        let e = rejected(&format!(
+            "init_config:\n  metric_prefix: {prefix}\n{MINIMAL}"
+        ));
+        assert_eq!(e.key, "init_config.metric_prefix", "{prefix}");
+    }
+    assert_eq!(
+        load(&format!(
+            "init_config:\n  metric_prefix: ml.insights\n{MINIMAL}"
+        ))
+        .unwrap()
+        .metric_prefix,
+        "ml.insights"
+    );
+}
+
+#[test]
+fn kafka_options_become_strings_and_cannot_break_offset_storage() {
+    let c = load("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    kafka_options:\n      fetch.wait.max.ms: 50\n      check.crcs: true\n").unwrap();
+    assert_eq!(
+        c.instances[0].kafka_options.get("fetch.wait.max.ms"),
+        Some("50")
+    );
+    assert_eq!(c.instances[0].kafka_options.get("check.crcs"), Some("true"));
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    kafka_options:\n      enable.auto.offset.store: true\n");
+    assert_eq!(e.key, "instances[0].kafka_options.enable.auto.offset.store");
+}
+
+#[test]
+fn empty_patterns_and_fields_are_rejected() {
+    let e = rejected(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    include_metrics: [\"\"]\n",
+    );
+    assert_eq!(e.key, "instances[0].include_metrics[0]");
+    let e = rejected(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tag_fields: [a, \"\"]\n",
+    );
+    assert_eq!(e.key, "instances[0].tag_fields[1]");
+}
+
+#[test]
+fn secrets_never_appear_when_printed() {
+    let yaml = "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n    sasl_mechanism: PLAIN\n    sasl_username: $ConnectionString\n    sasl_password: Endpoint=sb://x/;SharedAccessKey=topsecret\n    kafka_options:\n      ssl.key.password: alsosecret\n      sasl.oauthbearer.client.secret: third\n      fetch.min.bytes: 1\n";
+    let config = load(yaml).unwrap();
+    let printed = config.redacted_yaml();
+    let debugged = format!("{config:?}");
+    for secret in ["topsecret", "alsosecret", "third"] {
+        assert!(!printed.contains(secret), "{printed}");
+        assert!(!debugged.contains(secret), "{debugged}");
+    }
+    assert!(printed.contains("fetch.min.bytes: '1'"), "{printed}");
+    assert!(printed.contains("$ConnectionString"), "{printed}");
+}
+
+#[test]
+fn the_python_scripts_environment_defines_one_instance() {
+    let env = env_of(&[
+        ("KAFKA_BROKER", "k:9092"),
+        ("KAFKA_TOPIC", "insights"),
+        ("KAFKA_GROUP", "old"),
+        ("DATADOG_API_KEY", "x"),
+    ]);
+    let c = Config::from_env(&env).unwrap();
+    assert_eq!(c.origin, "environment");
+    assert_eq!(c.instances[0].brokers, ["k:9092"]);
+    assert_eq!(c.instances[0].consumer_group, "old");
+    let e = Config::from_env(&env_of(&[("KAFKA_BROKER", "k:9092")])).unwrap_err();
+    assert_eq!(e.key, "KAFKA_TOPIC");
+    assert!(e.reason.contains("--config"), "{e}");
+}
+
+#[test]
+fn an_explicit_file_that_does_not_exist_is_an_error() {
+    let e = Config::load(
+        Some(Path::new("/nonexistent/algorithmia.yaml")),
+        &env_of(&[]),
+    )
+    .unwrap_err();
+    assert_eq!(e.origin, "/nonexistent/algorithmia.yaml");
+    assert!(e.reason.contains("cannot read"), "{e}");
+}

@@ -1,0 +1,177 @@
+//! The command line: parse, wire, exit with the documented code. The work is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use algorithmia_datadog::config::{process_env, Config, ConfigSource};
+use algorithmia_datadog::pipeline::{self, Output, RunOptions};
+use algorithmia_datadog::shutdown::Shutdown;
+use algorithmia_datadog::{demo, source};
+
+/// Exit code for a configuration that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
+/// Forwards Algorithmia Insights metrics from Kafka to the local Datadog Agent (DogStatsD).
+#[derive(Parser)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Forward until SIGTERM or SIGINT (the default).
+    Run(RunArgs),
+    /// Validate the configuration and print the effective settings, secrets redacted.
+    CheckConfig(ConfigArg),
+    /// Forward realistic sample messages from an embedded Kafka to the configured Agent.
+    Demo(DemoArgs),
+}
+
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Configuration file [default: conf.d/algorithmia.yaml, else KAFKA_BROKER/KAFKA_TOPIC]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Write each datagram to standard output instead of sending it.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args, Clone)]
+struct DemoArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// How many messages to produce and forward.
+    #[arg(long, default_value_t = 10_000)]
+    messages: u64,
+    /// Also print every datagram.
+    #[arg(long)]
+    print: bool,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run(cli.run)) {
+        Command::Run(args) => run(args),
+        Command::CheckConfig(args) => check_config(args),
+        Command::Demo(args) => run_demo(args),
+    }
+}
+
+fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
+    let loaded = Config::load(args.config.as_deref(), &process_env).and_then(|(config, source)| {
+        for instance in &config.instances {
+            source::validate_client_config(instance, &config.origin)?;
+        }
+        Ok((config, source))
+    });
+    match loaded {
+        Ok((config, source)) => {
+            match source {
+                ConfigSource::File(path) => log::info!("configuration: {}", path.display()),
+                ConfigSource::Environment => {
+                    log::info!("configuration: KAFKA_BROKER/KAFKA_TOPIC environment variables")
+                }
+            }
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    // The process must be gone 10 s after SIGTERM; leave a margin for the exit itself.
+    let shutdown = match Shutdown::install(Duration::from_millis(9_500)) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let options = RunOptions {
+        stop: shutdown.flag(),
+        output: if args.dry_run {
+            Output::Print
+        } else {
+            Output::Send
+        },
+        ..RunOptions::default()
+    };
+    match pipeline::run(&config, &options) {
+        Ok(total) => {
+            log::info!(
+                "stopped: {} messages, {} gauges, {} rejected, skipped: {}",
+                total.messages,
+                total.gauges,
+                total.rejected_total(),
+                total.describe_skips()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(args: ConfigArg) -> ExitCode {
+    match load(&args) {
+        Ok(config) => {
+            print!("{}", config.redacted_yaml());
+            println!("# configuration is valid");
+            ExitCode::SUCCESS
+        }
+        Err(code) => code,
+    }
+}
+
+fn run_demo(args: DemoArgs) -> ExitCode {
+    // The user's configuration only supplies the destination and mapping rules; without one the
+    // demo still runs, to DD_DOGSTATSD_URL or udp://127.0.0.1:8125.
+    let has_config = args.config.config.is_some()
+        || std::path::Path::new(algorithmia_datadog::config::DEFAULT_CONFIG_PATH).exists();
+    let base = if has_config {
+        match load(&args.config) {
+            Ok(c) => Some(c),
+            Err(code) => return code,
+        }
+    } else {
+        None
+    };
+    match demo::run_demo(base.as_ref(), args.messages, args.print, &process_env) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(demo::DemoError::Config(e)) => {
+            eprintln!("configuration error: {e}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

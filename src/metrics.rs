@@ -1,0 +1,550 @@
+//! The mapping rules: which fields of a decoded message become gauges, under which name, with
+//! which tags and which timestamp, written as DogStatsD lines.
+//!
+//! Every name and tag value that comes from a message is cleaned here, so that no input can end a
+//! tag (`,`), a field (`|`), start a tag list (`#`) or start a second metric (a line break).
+//! Lines are built in buffers the mapper keeps, so a gauge costs no allocation.
+//!
+//! ```
+//! use algorithmia_datadog::decode::decode;
+//! use algorithmia_datadog::metrics::MetricMapper;
+//! use algorithmia_datadog::telemetry::Counters;
+//!
+//! let mut mapper = MetricMapper::builder("algorithmia").build();
+//! let message = decode(br#"{"risk_score":0.2,"algorithm_name":"credit_card_approval"}"#).unwrap();
+//! let mut lines = Vec::new();
+//! mapper
+//!     .map_message(&message, &Counters::default(), |line| {
+//!         lines.push(line.to_string());
+//!         Ok::<_, ()>(())
+//!     })
+//!     .unwrap();
+//! assert_eq!(lines, ["algorithmia.risk_score:0.2|g|#algorithm_name:credit_card_approval"]);
+//! ```
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Instance;
+use crate::decode::{FieldValue, InsightsMessage};
+use crate::telemetry::{Counters, SkipReason, TimestampIssue};
+
+/// Datadog's limit on metric names and on tags.
+pub const MAX_NAME_CHARS: usize = 200;
+/// The backend drops points older than this (seconds).
+pub const MAX_TIMESTAMP_AGE_SECS: i64 = 3600;
+/// The backend drops points further ahead than this (seconds).
+pub const MAX_TIMESTAMP_LEAD_SECS: i64 = 600;
+
+/// Turns decoded messages into DogStatsD gauge lines. Build it once per instance with
+/// [`MetricMapper::builder`] or [`MetricMapper::for_instance`].
+#[derive(Debug, Clone)]
+pub struct MetricMapper {
+    /// `<prefix>.`
+    name_prefix: String,
+    operational_fields: Vec<String>,
+    tag_fields: Vec<String>,
+    /// Static tags joined with `,`, appended after the tag fields.
+    static_tags: String,
+    numeric_strings: bool,
+    booleans: bool,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    send_timestamps: bool,
+    timestamp_field: String,
+    /// Fixed "now" for tests; `None` reads the clock.
+    clock: Option<i64>,
+    // Scratch buffers reused for every message.
+    tags: String,
+    line: String,
+}
+
+/// Builder for [`MetricMapper`]; every setting starts at the configuration file's default.
+#[derive(Debug, Clone)]
+pub struct MetricMapperBuilder {
+    mapper: MetricMapper,
+}
+
+impl MetricMapperBuilder {
+    /// Fields that are never metrics.
+    pub fn operational_fields<S: Into<String>>(
+        mut self,
+        fields: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.mapper.operational_fields = fields.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Fields whose values become tags.
+    pub fn tag_fields<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
+        self.mapper.tag_fields = fields.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Tags added to every point, after the tag fields.
+    pub fn static_tags<S: AsRef<str>>(mut self, tags: impl IntoIterator<Item = S>) -> Self {
+        let tags: Vec<String> = tags.into_iter().map(|t| t.as_ref().to_string()).collect();
+        self.mapper.static_tags = tags.join(",");
+        self
+    }
+    /// Whether `"4.2"` counts as 4.2.
+    pub fn numeric_strings(mut self, yes: bool) -> Self {
+        self.mapper.numeric_strings = yes;
+        self
+    }
+    /// Whether booleans count as 1/0.
+    pub fn booleans(mut self, yes: bool) -> Self {
+        self.mapper.booleans = yes;
+        self
+    }
+    /// Glob patterns a field must match (any); empty means all.
+    pub fn include<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.mapper.include = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Glob patterns a field must not match.
+    pub fn exclude<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.mapper.exclude = patterns.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Attach `|T<seconds>` from `field`.
+    pub fn send_timestamps(mut self, yes: bool, field: impl Into<String>) -> Self {
+        self.mapper.send_timestamps = yes;
+        self.mapper.timestamp_field = field.into();
+        self
+    }
+    /// Use this Unix time as "now" when judging timestamps (tests).
+    pub fn fixed_clock(mut self, unix_seconds: i64) -> Self {
+        self.mapper.clock = Some(unix_seconds);
+        self
+    }
+    /// Finishes the mapper.
+    pub fn build(self) -> MetricMapper {
+        self.mapper
+    }
+}
+
+impl MetricMapper {
+    /// A builder with the file's defaults and this metric prefix (no trailing dot).
+    pub fn builder(prefix: &str) -> MetricMapperBuilder {
+        let defaults = ["algorithm_name", "algorithm_version", "algorithm_owner"];
+        MetricMapperBuilder {
+            mapper: MetricMapper {
+                name_prefix: format!("{prefix}."),
+                operational_fields: defaults
+                    .iter()
+                    .chain(&["request_id", "session_id", "time"])
+                    .map(|s| s.to_string())
+                    .collect(),
+                tag_fields: defaults.iter().map(|s| s.to_string()).collect(),
+                static_tags: String::new(),
+                numeric_strings: true,
+                booleans: true,
+                include: vec![],
+                exclude: vec![],
+                send_timestamps: false,
+                timestamp_field: "time".into(),
+                clock: None,
+                tags: String::with_capacity(256),
+                line: String::with_capacity(512),
+            },
+        }
+    }
+
+    /// The mapper an instance's configuration describes.
+    pub fn for_instance(prefix: &str, instance: &Instance) -> MetricMapper {
+        MetricMapper::builder(prefix)
+            .operational_fields(instance.operational_fields.iter().cloned())
+            .tag_fields(instance.tag_fields.iter().cloned())
+            .static_tags(&instance.tags)
+            .numeric_strings(instance.numeric_strings)
+            .booleans(instance.booleans)
+            .include(instance.include_metrics.iter().cloned())
+            .exclude(instance.exclude_metrics.iter().cloned())
+            .send_timestamps(instance.send_timestamps, instance.timestamp_field.clone())
+            .build()
+    }
+
+    /// Writes one line per metric of `message`, in field order, through `emit`.
+    ///
+    /// Returns how many gauges were emitted. Skipped fields and timestamp problems are counted in
+    /// `counters`; `emit`'s first error stops the message and is returned.
+    pub fn map_message<E>(
+        &mut self,
+        message: &InsightsMessage<'_>,
+        counters: &Counters,
+        mut emit: impl FnMut(&str) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.build_tags(message);
+        let timestamp = if self.send_timestamps {
+            match self.timestamp_of(message) {
+                Ok(ts) => Some(ts),
+                Err(issue) => {
+                    counters.timestamp_issue(issue);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+
+        let mut gauges = 0;
+        for field in &message.fields {
+            let name = field.name.as_ref();
+            if self.operational_fields.iter().any(|f| f == name) {
+                continue;
+            }
+            let value = match self.gauge_value(&field.value) {
+                Ok(v) => v,
+                Err(reason) => {
+                    counters.skip(reason);
+                    continue;
+                }
+            };
+            if !self.passes_filters(name) {
+                counters.skip(SkipReason::Filtered);
+                continue;
+            }
+            if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+                counters.skip(SkipReason::InvalidName);
+                continue;
+            }
+            let mut line = std::mem::take(&mut self.line);
+            line.clear();
+            push_metric_name(&mut line, &self.name_prefix, name);
+            line.push(':');
+            value.write(&mut line);
+            line.push_str("|g");
+            if !self.tags.is_empty() {
+                line.push_str("|#");
+                line.push_str(&self.tags);
+            }
+            if let Some(ts) = timestamp {
+                line.push_str("|T");
+                line.push_str(itoa::Buffer::new().format(ts));
+            }
+            let result = emit(&line);
+            self.line = line;
+            result?;
+            gauges += 1;
+        }
+        if gauges == 0 {
+            counters
+                .messages_without_metrics
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        counters
+            .gauges
+            .fetch_add(gauges as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(gauges)
+    }
+
+    fn build_tags(&mut self, message: &InsightsMessage<'_>) {
+        self.tags.clear();
+        for key in &self.tag_fields {
+            let Some(value) = message.get(key) else {
+                continue;
+            };
+            let start = self.tags.len();
+            if start > 0 {
+                self.tags.push(',');
+            }
+            let value_start = self.tags.len() + key.len() + 1;
+            self.tags.push_str(key);
+            self.tags.push(':');
+            let budget = MAX_NAME_CHARS.saturating_sub(key.chars().count() + 1);
+            match value {
+                FieldValue::Str(s) => push_tag_value(&mut self.tags, s, budget),
+                FieldValue::UInt(v) => self.tags.push_str(itoa::Buffer::new().format(*v)),
+                FieldValue::Int(v) => self.tags.push_str(itoa::Buffer::new().format(*v)),
+                FieldValue::Float(v) if v.is_finite() => {
+                    push_tag_value(&mut self.tags, ryu::Buffer::new().format_finite(*v), budget)
+                }
+                FieldValue::Bool(v) => self.tags.push_str(if *v { "true" } else { "false" }),
+                _ => {}
+            }
+            // A tag may not end with ':' : a field with no usable value is left out.
+            if self.tags.len() == value_start {
+                self.tags.truncate(start);
+            }
+        }
+        if !self.static_tags.is_empty() {
+            if !self.tags.is_empty() {
+                self.tags.push(',');
+            }
+            self.tags.push_str(&self.static_tags);
+        }
+    }
+
+    fn gauge_value(&self, value: &FieldValue<'_>) -> Result<GaugeValue, SkipReason> {
+        match value {
+            FieldValue::UInt(v) => Ok(GaugeValue::UInt(*v)),
+            FieldValue::Int(v) => Ok(GaugeValue::Int(*v)),
+            FieldValue::Float(v) if v.is_finite() => Ok(GaugeValue::Float(*v)),
+            FieldValue::Float(_) => Err(SkipReason::NonFinite),
+            FieldValue::Bool(b) if self.booleans => Ok(GaugeValue::UInt(u64::from(*b))),
+            FieldValue::Bool(_) => Err(SkipReason::Boolean),
+            FieldValue::Str(s) if self.numeric_strings => parse_numeric_string(s),
+            FieldValue::Str(_) => Err(SkipReason::String),
+            FieldValue::Null => Err(SkipReason::Null),
+            FieldValue::Array => Err(SkipReason::Array),
+            FieldValue::Object => Err(SkipReason::Object),
+        }
+    }
+
+    fn passes_filters(&self, name: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
+            && !self.exclude.iter().any(|p| glob_match(p, name))
+    }
+
+    fn timestamp_of(&self, message: &InsightsMessage<'_>) -> Result<i64, TimestampIssue> {
+        let value = message
+            .get(&self.timestamp_field)
+            .ok_or(TimestampIssue::Missing)?;
+        let ts = parse_timestamp(value).ok_or(TimestampIssue::Unparseable)?;
+        let now = self.clock.unwrap_or_else(unix_now);
+        if ts < now - MAX_TIMESTAMP_AGE_SECS || ts > now + MAX_TIMESTAMP_LEAD_SECS {
+            return Err(TimestampIssue::OutOfWindow);
+        }
+        Ok(ts)
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A gauge value, kept as the integer or float it was so that it prints exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum GaugeValue {
+    UInt(u64),
+    Int(i64),
+    Float(f64),
+}
+
+impl GaugeValue {
+    fn write(self, out: &mut String) {
+        match self {
+            GaugeValue::UInt(v) => out.push_str(itoa::Buffer::new().format(v)),
+            GaugeValue::Int(v) => out.push_str(itoa::Buffer::new().format(v)),
+            GaugeValue::Float(v) => out.push_str(ryu::Buffer::new().format_finite(v)),
+        }
+    }
+}
+
+fn parse_numeric_string(s: &str) -> Result<GaugeValue, SkipReason> {
+    let s = s.trim();
+    if let Ok(v) = s.parse::<u64>() {
+        return Ok(GaugeValue::UInt(v));
+    }
+    if let Ok(v) = s.parse::<i64>() {
+        return Ok(GaugeValue::Int(v));
+    }
+    // Rust also accepts words such as "inf" and "NaN"; a number must start like one.
+    let starts_like_a_number = s
+        .trim_start_matches(['+', '-'])
+        .starts_with(|c: char| c.is_ascii_digit() || c == '.');
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && starts_like_a_number => Ok(GaugeValue::Float(v)),
+        Ok(_) => Err(SkipReason::NonFinite),
+        Err(_) => {
+            let word = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
+            if matches!(word.as_str(), "nan" | "inf" | "infinity") {
+                Err(SkipReason::NonFinite)
+            } else {
+                Err(SkipReason::String)
+            }
+        }
+    }
+}
+
+/// Appends `<prefix><field>` cleaned to Datadog's name rules: anything outside `[A-Za-z0-9_.]`
+/// becomes `_`, and the whole name is cut at 200 characters.
+pub fn push_metric_name(out: &mut String, prefix: &str, field: &str) {
+    let start = out.len();
+    out.push_str(prefix);
+    let room = MAX_NAME_CHARS.saturating_sub(prefix.len());
+    let clean = field.len() <= room
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if clean {
+        out.push_str(field);
+        return;
+    }
+    for c in field.chars() {
+        if out.len() - start >= MAX_NAME_CHARS {
+            break;
+        }
+        out.push(if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            c
+        } else {
+            '_'
+        });
+    }
+}
+
+/// Appends a tag value cleaned to Datadog's tag rules: letters, digits and `_ - : . /` are kept,
+/// anything else (in particular `,`, `|`, `#` and line breaks) becomes `_`; at most `budget`
+/// characters.
+pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
+    let clean = value.len() <= budget && value.bytes().all(is_plain_tag_byte);
+    if clean {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars().take(budget) {
+        out.push(
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
+                c
+            } else {
+                '_'
+            },
+        );
+    }
+}
+
+fn is_plain_tag_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'/')
+}
+
+/// Shell-style glob on a field name: `*` any run, `?` one character.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Reads a message time as Unix seconds: an ISO-8601 string (no offset means UTC), or epoch
+/// seconds or milliseconds as a number.
+pub fn parse_timestamp(value: &FieldValue<'_>) -> Option<i64> {
+    // Epoch values above this are milliseconds (1e11 seconds is the year 5138).
+    const MILLIS_THRESHOLD: f64 = 1e11;
+    let epoch = |v: f64| -> Option<i64> {
+        if !v.is_finite() || v < 0.0 {
+            return None;
+        }
+        Some(if v >= MILLIS_THRESHOLD {
+            (v / 1000.0) as i64
+        } else {
+            v as i64
+        })
+    };
+    match value {
+        FieldValue::UInt(v) => epoch(*v as f64),
+        FieldValue::Float(v) => epoch(*v),
+        FieldValue::Str(s) => parse_iso8601(s.trim()),
+        _ => None,
+    }
+}
+
+/// `YYYY-MM-DD[T ]HH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH]`.
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        part.iter()
+            .try_fold(0i64, |acc, d| Some(acc * 10 + i64::from(d - b'0')))
+    };
+    if b.len() < 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || day < 1
+        || day > days_in_month(year, month)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let mut rest = &s[19..];
+    if let Some(frac) = rest.strip_prefix(['.', ',']) {
+        let end = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
+        if end == 0 {
+            return None;
+        }
+        rest = &frac[end..];
+    }
+    let offset_secs = match rest {
+        "" | "Z" | "z" => 0,
+        _ => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let tz = &rest.as_bytes()[1..];
+            let (h, m) = match tz.len() {
+                2 => (digits_of(tz)?, 0),
+                4 => (digits_of(&tz[..2])?, digits_of(&tz[2..])?),
+                5 if tz[2] == b':' => (digits_of(&tz[..2])?, digits_of(&tz[3..])?),
+                _ => return None,
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    let days = days_from_civil(year, month, day);
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs)
+}
+
+fn digits_of(b: &[u8]) -> Option<i64> {
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(b.iter().fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests;

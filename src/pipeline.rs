@@ -1,0 +1,432 @@
+//! The pipeline of one instance: Kafka source → Insights decoding → metric mapping → DogStatsD
+//! sink, and the loop that drives it until it is told to stop.
+//!
+//! [`Forwarder`] is the part after the source: it takes a message's partition, offset and value,
+//! and tells the [`OffsetTracker`] when that message is safely with the Agent. [`run_instance`]
+//! owns the consumer, stores offsets, and shuts down within a fixed budget even when the broker
+//! is slow or gone.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::Message;
+
+use crate::config::{Config, Instance};
+use crate::decode::decode;
+use crate::metrics::MetricMapper;
+use crate::sink::{
+    open_transport, DogStatsdSink, StdoutMetricSink, Stopped, TeeMetricSink, Written,
+};
+use crate::source::{client_config, OffsetTracker, SourceContext};
+use crate::telemetry::{Counters, LogLimiter, Snapshot};
+
+/// How often delivered offsets are handed to librdkafka (which commits them every
+/// [`crate::source::AUTO_COMMIT_INTERVAL_MS`]).
+pub const STORE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The longest `poll` wait, so that the stop flag is seen promptly.
+const MAX_POLL_WAIT: Duration = Duration::from_millis(100);
+
+/// Decodes, maps and sends messages; tracks which offsets are safe to store.
+pub struct Forwarder {
+    mapper: MetricMapper,
+    sink: DogStatsdSink,
+    /// The offsets on their way to being stored.
+    pub offsets: OffsetTracker,
+    counters: Arc<Counters>,
+    reject_log: LogLimiter,
+    topic: String,
+}
+
+impl Forwarder {
+    /// A forwarder for messages of `topic`.
+    pub fn new(
+        mapper: MetricMapper,
+        sink: DogStatsdSink,
+        counters: Arc<Counters>,
+        topic: &str,
+    ) -> Self {
+        Forwarder {
+            mapper,
+            sink,
+            offsets: OffsetTracker::default(),
+            counters,
+            reject_log: LogLimiter::new(10, Duration::from_secs(10)),
+            topic: topic.to_string(),
+        }
+    }
+
+    /// Handles one message. A message that cannot be decoded is counted, logged and passed over:
+    /// its offset moves on like any other, so it never stalls its partition.
+    pub fn handle(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> Result<(), Stopped> {
+        self.counters.messages.fetch_add(1, Ordering::Relaxed);
+        match decode(payload.unwrap_or_default()) {
+            Ok(message) => {
+                let (sink, offsets) = (&mut self.sink, &mut self.offsets);
+                self.mapper.map_message(&message, &self.counters, |line| {
+                    if sink.push_line(line)? == Written::Flushed {
+                        offsets.buffer_sent();
+                    }
+                    Ok(())
+                })?;
+            }
+            Err(e) => {
+                self.counters.reject(e.reason());
+                if let Some(suppressed) = self.reject_log.allow() {
+                    log::warn!(
+                        "rejected message topic={} partition={partition} offset={offset}: {e} \
+                         ({suppressed} rejections not logged since the last one)",
+                        self.topic
+                    );
+                }
+            }
+        }
+        self.offsets.message_done(partition, offset);
+        Ok(())
+    }
+
+    /// Sends the buffer if it is older than the flush interval.
+    pub fn flush_if_due(&mut self, now: Instant) -> Result<(), Stopped> {
+        match self.sink.flush_deadline() {
+            Some(deadline) if now >= deadline => self.flush(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sends the buffer now; afterwards every handled message is delivered.
+    pub fn flush(&mut self) -> Result<(), Stopped> {
+        self.sink.flush()?;
+        self.offsets.buffer_sent();
+        Ok(())
+    }
+
+    /// When the buffer must be sent, if it holds anything.
+    pub fn flush_deadline(&self) -> Option<Instant> {
+        self.sink.flush_deadline()
+    }
+}
+
+/// Where an instance writes its datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// To the configured DogStatsD destination.
+    Send,
+    /// To standard output only (`--dry-run`).
+    Print,
+    /// To the destination, and a copy to standard output (`demo --print`).
+    SendAndPrint,
+}
+
+/// How a run ends and what it reports to.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Raised by a signal (or a test) to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Stop on its own after this many messages (demo, benchmark, tests).
+    pub max_messages: Option<u64>,
+    /// Where datagrams go: the configured destination, standard output, or both.
+    pub output: Output,
+    /// How long flushing, committing and closing may take once stopping began.
+    pub shutdown_budget: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            stop: Arc::new(AtomicBool::new(false)),
+            max_messages: None,
+            output: Output::Send,
+            shutdown_budget: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The DogStatsD destination could not be opened.
+    #[error("cannot open the DogStatsD destination {destination}: {source}")]
+    Destination {
+        /// The destination.
+        destination: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// librdkafka refused to create the consumer or to subscribe.
+    #[error("instance {index} ({topic}): {source}")]
+    Kafka {
+        /// The instance.
+        index: usize,
+        /// Its topic.
+        topic: String,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+    /// librdkafka raised a fatal error; the consumer cannot go on.
+    #[error("instance {index} ({topic}): fatal Kafka error: {reason}")]
+    Fatal {
+        /// The instance.
+        index: usize,
+        /// Its topic.
+        topic: String,
+        /// librdkafka's description.
+        reason: String,
+    },
+    /// A forwarding thread panicked.
+    #[error("instance {0} stopped unexpectedly")]
+    Panicked(usize),
+}
+
+/// Runs every instance of `config` on its own thread until `options.stop` is raised (or each
+/// has consumed `max_messages`). Returns the summed counters.
+pub fn run(config: &Config, options: &RunOptions) -> Result<Snapshot, RunError> {
+    let counters: Vec<Arc<Counters>> = config.instances.iter().map(|_| Arc::default()).collect();
+    run_with_counters(config, options, &counters)
+}
+
+/// Like [`run`], counting into the given counters (one per instance) so a caller can watch.
+pub fn run_with_counters(
+    config: &Config,
+    options: &RunOptions,
+    counters: &[Arc<Counters>],
+) -> Result<Snapshot, RunError> {
+    let results: Vec<Result<Snapshot, RunError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = config
+            .instances
+            .iter()
+            .zip(counters)
+            .map(|(instance, counters)| {
+                let counters = counters.clone();
+                std::thread::Builder::new()
+                    .name(format!("instance-{}", instance.index))
+                    .spawn_scoped(scope, move || {
+                        run_instance(config, instance, options, counters)
+                    })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(i, handle)| match handle {
+                Ok(h) => h.join().unwrap_or(Err(RunError::Panicked(i))),
+                Err(e) => Err(RunError::Destination {
+                    destination: "thread".into(),
+                    source: e,
+                }),
+            })
+            .collect()
+    });
+    let mut total = Snapshot::default();
+    for result in results {
+        // A failed instance stops the others: the process is about to exit non-zero.
+        options.stop.store(true, Ordering::Relaxed);
+        total = total.merged(&result?);
+    }
+    Ok(total)
+}
+
+/// Runs one instance on the calling thread.
+pub fn run_instance(
+    config: &Config,
+    instance: &Instance,
+    options: &RunOptions,
+    counters: Arc<Counters>,
+) -> Result<Snapshot, RunError> {
+    let kafka_err = |source| RunError::Kafka {
+        index: instance.index,
+        topic: instance.topic.clone(),
+        source,
+    };
+    let open = || {
+        open_transport(&config.dogstatsd).map_err(|source| RunError::Destination {
+            destination: config.dogstatsd.to_string(),
+            source,
+        })
+    };
+    let transport: Box<dyn cadence::MetricSink + Send + Sync> = match options.output {
+        Output::Send => open()?,
+        Output::Print => Box::new(StdoutMetricSink),
+        Output::SendAndPrint => Box::new(TeeMetricSink(open()?, StdoutMetricSink)),
+    };
+    let sink = DogStatsdSink::builder_boxed(transport, config.dogstatsd.max_datagram_bytes())
+        .stop_flag(options.stop.clone())
+        .counters(counters.clone())
+        .build();
+    let mapper = MetricMapper::for_instance(&config.metric_prefix, instance);
+    let forwarder = Forwarder::new(mapper, sink, counters.clone(), &instance.topic);
+    let context = SourceContext::new(forwarder, counters.clone(), &instance.topic);
+    let consumer: BaseConsumer<SourceContext> = client_config(instance)
+        .create_with_context(context)
+        .map_err(kafka_err)?;
+    consumer.subscribe(&[&instance.topic]).map_err(kafka_err)?;
+    log::info!(
+        "instance {}: consuming {} from {} as group {}, sending to {}",
+        instance.index,
+        instance.topic,
+        instance.brokers.join(","),
+        instance.consumer_group,
+        match options.output {
+            Output::Print => "stdout (dry run)".to_string(),
+            _ => config.dogstatsd.to_string(),
+        }
+    );
+
+    let outcome = consume(&consumer, instance, options, &counters);
+    let stopping_since = Instant::now();
+    shutdown(consumer, instance, options, stopping_since);
+    outcome.map(|()| counters.snapshot())
+}
+
+fn consume(
+    consumer: &BaseConsumer<SourceContext>,
+    instance: &Instance,
+    options: &RunOptions,
+    counters: &Counters,
+) -> Result<(), RunError> {
+    let context = consumer.context();
+    let mut next_store = Instant::now() + STORE_INTERVAL;
+    let mut flush_deadline: Option<Instant> = None;
+    loop {
+        if options.stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if options
+            .max_messages
+            .is_some_and(|max| counters.messages.load(Ordering::Relaxed) >= max)
+        {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let wait = flush_deadline
+            .map_or(MAX_POLL_WAIT, |d| d.saturating_duration_since(now))
+            .min(MAX_POLL_WAIT);
+        let polled = consumer.poll(wait);
+        let mut forwarder = context.lock_forwarder();
+        let handled = match polled {
+            Some(Ok(message)) => {
+                forwarder.handle(message.partition(), message.offset(), message.payload())
+            }
+            Some(Err(e)) => {
+                counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
+                context.log_error(&e.to_string());
+                if let Some((_, reason)) = consumer.client().fatal_error() {
+                    return Err(RunError::Fatal {
+                        index: instance.index,
+                        topic: instance.topic.clone(),
+                        reason,
+                    });
+                }
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        let now = Instant::now();
+        let flushed = handled.and_then(|()| forwarder.flush_if_due(now));
+        if flushed.is_err() {
+            // Only a raised stop flag ends the sink's retrying: go and shut down.
+            return Ok(());
+        }
+        flush_deadline = forwarder.flush_deadline();
+        if now >= next_store {
+            next_store = now + STORE_INTERVAL;
+            if let Some(offsets) = forwarder.offsets.take_unstored(&instance.topic) {
+                drop(forwarder);
+                if let Err(e) = consumer.store_offsets(&offsets) {
+                    // Happens for a partition revoked in the meantime; its new owner re-reads.
+                    log::debug!("storing offsets failed: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Flushes, commits and closes within the budget, whatever the broker does. librdkafka's close
+/// and destroy can hang on an unreachable broker, so they run on a helper thread that is left
+/// behind if it overruns: the process exits anyway.
+fn shutdown(
+    consumer: BaseConsumer<SourceContext>,
+    instance: &Instance,
+    options: &RunOptions,
+    since: Instant,
+) {
+    let deadline = since + options.shutdown_budget;
+    let context = consumer.context();
+    let offsets = {
+        let mut forwarder = context.lock_forwarder();
+        if let Err(e) = forwarder.flush() {
+            log::warn!(
+                "instance {}: {e}; unsent messages will be consumed again",
+                instance.index
+            );
+        }
+        forwarder.offsets.delivered(&instance.topic, None)
+    };
+    // No more fetching while we wait for the commit.
+    if let Ok(assignment) = consumer.assignment() {
+        let _ = consumer.pause(&assignment);
+    }
+    if offsets.count() > 0 {
+        let _ = consumer.store_offsets(&offsets);
+        let before = context.commits_completed.load(Ordering::Acquire);
+        match consumer.commit(&offsets, CommitMode::Async) {
+            Ok(()) => {
+                let commit_deadline = deadline.min(Instant::now() + options.shutdown_budget / 2);
+                while context.commits_completed.load(Ordering::Acquire) == before {
+                    if Instant::now() >= commit_deadline {
+                        log::warn!(
+                            "instance {}: the final offset commit did not complete in time",
+                            instance.index
+                        );
+                        break;
+                    }
+                    // Polling serves the commit callback; a message it returns is dropped
+                    // unprocessed and its offset not stored, so it is consumed again next time.
+                    let _ = consumer.poll(Duration::from_millis(20));
+                }
+                if !context.last_commit_failed.load(Ordering::Relaxed) {
+                    log::info!(
+                        "instance {}: committed offsets {}",
+                        instance.index,
+                        describe(&offsets)
+                    );
+                }
+            }
+            Err(e) => log::warn!(
+                "instance {}: final offset commit failed: {e}",
+                instance.index
+            ),
+        }
+    }
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let closer = std::thread::Builder::new()
+        .name(format!("close-{}", instance.index))
+        .spawn(move || {
+            drop(consumer);
+            let _ = done_tx.send(());
+        });
+    if closer.is_ok() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(remaining).is_err() {
+            log::warn!(
+                "instance {}: the Kafka client did not close within the shutdown budget; leaving it behind",
+                instance.index
+            );
+        }
+    }
+}
+
+fn describe(offsets: &rdkafka::TopicPartitionList) -> String {
+    offsets
+        .elements()
+        .iter()
+        .map(|e| format!("{}:{}", e.partition(), e.offset().to_raw().unwrap_or(-1)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}

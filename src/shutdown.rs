@@ -1,0 +1,59 @@
+//! Stopping: SIGTERM and SIGINT raise a flag the pipeline checks; a second signal, or a shutdown
+//! that overruns its budget, ends the process at once.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use algorithmia_datadog::shutdown::Shutdown;
+//!
+//! let shutdown = Shutdown::install(Duration::from_millis(9500)).unwrap();
+//! // ... hand shutdown.flag() to the pipeline ...
+//! # let _ = shutdown;
+//! ```
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// The stop flag, wired to the signals.
+pub struct Shutdown {
+    flag: Arc<AtomicBool>,
+}
+
+impl Shutdown {
+    /// Registers SIGTERM and SIGINT, and a watchdog that exits the process with code 0 once
+    /// `hard_deadline` has passed since the first signal: the daemon promises to stop within
+    /// 10 seconds even if librdkafka hangs.
+    pub fn install(hard_deadline: Duration) -> io::Result<Shutdown> {
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [SIGTERM, SIGINT] {
+            // A second signal while stopping exits immediately with code 1.
+            signal_hook::flag::register_conditional_shutdown(signal, 1, flag.clone())?;
+            signal_hook::flag::register(signal, flag.clone())?;
+        }
+        let watched = flag.clone();
+        std::thread::Builder::new()
+            .name("shutdown-watchdog".into())
+            .spawn(move || {
+                while !watched.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                log::info!("stopping: flushing, committing offsets and closing the Kafka clients");
+                let started = Instant::now();
+                std::thread::sleep(hard_deadline);
+                log::error!(
+                    "shutdown still not finished after {:?}; exiting without waiting further",
+                    started.elapsed()
+                );
+                std::process::exit(0);
+            })?;
+        Ok(Shutdown { flag })
+    }
+
+    /// The flag the pipeline polls.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        self.flag.clone()
+    }
+}

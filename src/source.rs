@@ -1,0 +1,339 @@
+//! The Kafka source: the consumer's settings, its callbacks, and the bookkeeping of which offsets
+//! may be stored.
+//!
+//! The consumer runs with `enable.auto.offset.store=false`: librdkafka commits (every
+//! `auto.commit.interval.ms`, on revocation and at close) only what we stored, and we store a
+//! message's offset only once every datagram carrying its gauges was accepted by the socket.
+//!
+//! ```
+//! use algorithmia_datadog::source::OffsetTracker;
+//!
+//! let mut offsets = OffsetTracker::default();
+//! offsets.message_done(0, 41); // its gauges are in the sink's buffer
+//! assert!(offsets.take_unstored("insights").is_none());
+//! offsets.buffer_sent(); // the sink wrote the buffer
+//! let tpl = offsets.take_unstored("insights").unwrap();
+//! assert_eq!(tpl.find_partition("insights", 0).unwrap().offset(), rdkafka::Offset::Offset(42));
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::config::{is_secret_property, ConfigError, Instance, StartOffset};
+use crate::pipeline::Forwarder;
+use crate::telemetry::{Counters, LogLimiter};
+
+/// How long librdkafka waits before fetching again for a partition whose local queue is full.
+/// Its default, 1000 ms, leaves a busy consumer idle; 20 ms keeps it fed.
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
+
+/// How often librdkafka commits the stored offsets.
+pub const AUTO_COMMIT_INTERVAL_MS: &str = "5000";
+
+/// The librdkafka settings of one instance, `kafka_options` applied last.
+pub fn client_config(instance: &Instance) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", instance.brokers.join(","))
+        .set("group.id", &instance.consumer_group)
+        .set("client.id", "algorithmia-datadog")
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", AUTO_COMMIT_INTERVAL_MS)
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match instance.start_offset {
+                StartOffset::Latest => "latest",
+                StartOffset::Earliest => "earliest",
+            },
+        )
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        .set("enable.partition.eof", "false")
+        .set("security.protocol", instance.security_protocol.as_kafka());
+    if let Some(sasl) = &instance.sasl {
+        config
+            .set("sasl.mechanism", sasl.mechanism.as_kafka())
+            .set("sasl.username", &sasl.username)
+            .set("sasl.password", sasl.password.expose());
+    }
+    if let Some(ca) = &instance.ssl_ca_location {
+        config.set("ssl.ca.location", ca.display().to_string());
+    }
+    for (key, value) in instance.kafka_options.iter() {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Lets librdkafka check every property (names and values) without connecting anywhere.
+pub fn validate_client_config(instance: &Instance, origin: &str) -> Result<(), ConfigError> {
+    match client_config(instance).create_native_config() {
+        Ok(_) => Ok(()),
+        Err(KafkaError::ClientConfig(_, description, key, _value)) => {
+            let place = if instance.kafka_options.contains_key(&key) {
+                format!("instances[{}].kafka_options.{key}", instance.index)
+            } else {
+                format!("instances[{}] ({key})", instance.index)
+            };
+            // librdkafka repeats the value in its description: never echo a secret.
+            let reason = if is_secret_property(&key) || key == "sasl.password" {
+                "librdkafka rejected this property's value".to_string()
+            } else {
+                description
+            };
+            Err(ConfigError {
+                origin: origin.to_string(),
+                key: place,
+                reason,
+            })
+        }
+        Err(other) => Err(ConfigError {
+            origin: origin.to_string(),
+            key: format!("instances[{}]", instance.index),
+            reason: other.to_string(),
+        }),
+    }
+}
+
+/// Per-partition offsets on their way from "gauges buffered" to "stored".
+///
+/// Partitions index plain vectors: Insights topics have a handful of partitions, and this runs
+/// once per message.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    /// Next offset to consume, per partition, for messages whose gauges are all in the buffer.
+    buffered: Vec<i64>,
+    /// Next offset to consume, per partition, for messages whose gauges all reached the socket.
+    delivered: Vec<i64>,
+    /// Partitions whose delivered offset moved since the last store.
+    unstored: Vec<bool>,
+    any_buffered: bool,
+}
+
+const NONE: i64 = -1;
+
+impl OffsetTracker {
+    fn slot(&mut self, partition: i32) -> usize {
+        let p = partition.max(0) as usize;
+        if p >= self.buffered.len() {
+            self.buffered.resize(p + 1, NONE);
+            self.delivered.resize(p + 1, NONE);
+            self.unstored.resize(p + 1, false);
+        }
+        p
+    }
+
+    /// Every gauge of the message at `offset` is in the sink's buffer (or it had none).
+    pub fn message_done(&mut self, partition: i32, offset: i64) {
+        let p = self.slot(partition);
+        self.buffered[p] = offset + 1;
+        self.any_buffered = true;
+    }
+
+    /// The sink's buffer was written: everything marked done so far is delivered.
+    pub fn buffer_sent(&mut self) {
+        if !self.any_buffered {
+            return;
+        }
+        for (p, next) in self.buffered.iter_mut().enumerate() {
+            if *next != NONE {
+                self.delivered[p] = *next;
+                self.unstored[p] = true;
+                *next = NONE;
+            }
+        }
+        self.any_buffered = false;
+    }
+
+    /// The delivered offsets not stored yet, as a list for `store_offsets`.
+    pub fn take_unstored(&mut self, topic: &str) -> Option<TopicPartitionList> {
+        let mut tpl: Option<TopicPartitionList> = None;
+        for (p, flag) in self.unstored.iter_mut().enumerate() {
+            if std::mem::take(flag) {
+                let list = tpl.get_or_insert_with(TopicPartitionList::new);
+                // Offsets come from librdkafka and are far below i64::MAX; cannot fail.
+                let _ =
+                    list.add_partition_offset(topic, p as i32, Offset::Offset(self.delivered[p]));
+            }
+        }
+        tpl
+    }
+
+    /// Every delivered offset among `partitions` (all of them when `None`).
+    pub fn delivered(&self, topic: &str, partitions: Option<&[i32]>) -> TopicPartitionList {
+        let mut tpl = TopicPartitionList::new();
+        for (p, next) in self.delivered.iter().enumerate() {
+            let wanted = partitions.is_none_or(|ps| ps.contains(&(p as i32)));
+            if *next != NONE && wanted {
+                let _ = tpl.add_partition_offset(topic, p as i32, Offset::Offset(*next));
+            }
+        }
+        tpl
+    }
+
+    /// Drops what we know of partitions we no longer own.
+    pub fn forget(&mut self, partitions: &[i32]) {
+        for &partition in partitions {
+            let p = self.slot(partition);
+            self.buffered[p] = NONE;
+            self.delivered[p] = NONE;
+            self.unstored[p] = false;
+        }
+    }
+}
+
+/// What the consumer's callbacks see: the forwarder (to flush before partitions go) and the
+/// client's health.
+pub struct SourceContext {
+    /// The pipeline after the source; locked by the consuming thread around each message and by
+    /// the rebalance callback, which runs inside `poll` on that same thread.
+    pub forwarder: Mutex<Forwarder>,
+    /// Counters shared with the forwarder.
+    pub counters: Arc<Counters>,
+    /// Set by the commit callback, for the shutdown to wait on its final commit.
+    pub commits_completed: AtomicU64,
+    /// Whether the last commit failed.
+    pub last_commit_failed: AtomicBool,
+    error_log: Mutex<LogLimiter>,
+    topic: String,
+}
+
+impl SourceContext {
+    /// A context around a forwarder.
+    pub fn new(forwarder: Forwarder, counters: Arc<Counters>, topic: &str) -> Self {
+        SourceContext {
+            forwarder: Mutex::new(forwarder),
+            counters,
+            commits_completed: AtomicU64::new(0),
+            last_commit_failed: AtomicBool::new(false),
+            error_log: Mutex::new(LogLimiter::new(10, std::time::Duration::from_secs(60))),
+            topic: topic.to_string(),
+        }
+    }
+
+    /// Locks the forwarder, even if a panic poisoned the lock (its state stays consistent:
+    /// offsets only move after a completed write).
+    pub fn lock_forwarder(&self) -> std::sync::MutexGuard<'_, Forwarder> {
+        self.forwarder.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs a client error, at most a few per minute.
+    pub fn log_error(&self, what: &str) {
+        let mut limiter = self.error_log.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(suppressed) = limiter.allow() {
+            log::error!(
+                "kafka ({}): {what} ({suppressed} similar errors suppressed)",
+                self.topic
+            );
+        }
+    }
+}
+
+impl ClientContext for SourceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
+        self.log_error(&format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Revoke(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                let mut forwarder = self.lock_forwarder();
+                // Send what is buffered so the next owner starts after it, not before it.
+                if let Err(e) = forwarder.flush() {
+                    log::warn!("partitions revoked while the Agent refuses data ({e}); their unsent messages will be consumed again");
+                }
+                let offsets = forwarder.offsets.delivered(&self.topic, Some(&partitions));
+                forwarder.offsets.forget(&partitions);
+                drop(forwarder);
+                if offsets.count() > 0 {
+                    if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+                        self.log_error(&format!("commit on revocation failed: {e}"));
+                    }
+                }
+                log::info!("partitions {partitions:?} of {} revoked", self.topic);
+            }
+            Rebalance::Assign(tpl) => {
+                let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                log::info!("partitions {partitions:?} of {} assigned", self.topic);
+            }
+            Rebalance::Error(e) => self.log_error(&format!("rebalance failed: {e}")),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        match result {
+            Ok(())
+            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
+                self.last_commit_failed.store(false, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.last_commit_failed.store(true, Ordering::Relaxed);
+                self.log_error(&format!("offset commit failed: {e}"));
+            }
+        }
+        self.commits_completed.fetch_add(1, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offsets_of(tpl: &TopicPartitionList) -> Vec<(i32, Offset)> {
+        tpl.elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset()))
+            .collect()
+    }
+
+    #[test]
+    fn offsets_move_only_when_the_buffer_is_sent() {
+        let mut t = OffsetTracker::default();
+        t.message_done(2, 10);
+        t.message_done(2, 11);
+        t.message_done(0, 5);
+        assert!(t.take_unstored("t").is_none());
+        t.buffer_sent();
+        t.message_done(2, 12); // buffered after the send: not delivered yet
+        let tpl = t.take_unstored("t").unwrap();
+        assert_eq!(
+            offsets_of(&tpl),
+            [(0, Offset::Offset(6)), (2, Offset::Offset(12))]
+        );
+        assert!(
+            t.take_unstored("t").is_none(),
+            "stored offsets are not stored twice"
+        );
+        t.buffer_sent();
+        assert_eq!(
+            offsets_of(&t.take_unstored("t").unwrap()),
+            [(2, Offset::Offset(13))]
+        );
+    }
+
+    #[test]
+    fn revoked_partitions_are_forgotten() {
+        let mut t = OffsetTracker::default();
+        t.message_done(0, 1);
+        t.message_done(1, 1);
+        t.buffer_sent();
+        assert_eq!(
+            offsets_of(&t.delivered("t", Some(&[1]))),
+            [(1, Offset::Offset(2))]
+        );
+        t.forget(&[1]);
+        assert_eq!(
+            offsets_of(&t.delivered("t", None)),
+            [(0, Offset::Offset(2))]
+        );
+    }
+}
