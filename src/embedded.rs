@@ -30,7 +30,8 @@ use rdkafka::types::RDKafkaErrorCode;
 pub struct EmbeddedKafka {
     cluster: *mut rdkafka::bindings::rd_kafka_mock_cluster_t,
     bootstrap: String,
-    producer: ThreadedProducer<DefaultProducerContext>,
+    // An option only so that Drop can close it before the cluster goes.
+    producer: Option<ThreadedProducer<DefaultProducerContext>>,
     // The client whose handle hosts the cluster; dropped after the cluster is destroyed.
     _host: BaseProducer,
 }
@@ -79,9 +80,16 @@ impl EmbeddedKafka {
         Ok(EmbeddedKafka {
             cluster,
             bootstrap,
-            producer,
+            producer: Some(producer),
             _host: host,
         })
+    }
+
+    fn producer(&self) -> &ThreadedProducer<DefaultProducerContext> {
+        // Only Drop takes it out.
+        self.producer
+            .as_ref()
+            .expect("the producer lives as long as the cluster")
     }
 
     /// `host:port` of the brokers.
@@ -144,7 +152,7 @@ impl EmbeddedKafka {
                 .partition(partition)
                 .payload(value),
         )?;
-        self.producer.flush(Duration::from_secs(30))
+        self.producer().flush(Duration::from_secs(30))
     }
 
     fn produce_keyed<K: AsRef<[u8]>, V: AsRef<[u8]>>(
@@ -161,13 +169,13 @@ impl EmbeddedKafka {
             self.send(record)?;
             count += 1;
         }
-        self.producer.flush(Duration::from_secs(120))?;
+        self.producer().flush(Duration::from_secs(120))?;
         Ok(count)
     }
 
     fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> KafkaResult<()> {
         loop {
-            match self.producer.send(record) {
+            match self.producer().send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     record = back;
@@ -181,7 +189,9 @@ impl EmbeddedKafka {
 
 impl Drop for EmbeddedKafka {
     fn drop(&mut self) {
-        let _ = self.producer.flush(Duration::from_secs(5));
+        if let Some(producer) = self.producer.take() {
+            let _ = producer.flush(Duration::from_secs(5));
+        }
         // SAFETY: created in `start`, destroyed once.
         unsafe { rdkafka::bindings::rd_kafka_mock_cluster_destroy(self.cluster) };
     }

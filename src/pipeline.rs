@@ -366,59 +366,43 @@ fn shutdown(
                 instance.index
             );
         }
-        forwarder.offsets.delivered(&instance.topic, None)
+        let offsets = forwarder.offsets.delivered(&instance.topic, None);
+        // Committed below; the revocation during close has nothing left to commit.
+        let partitions: Vec<i32> = offsets.elements().iter().map(|e| e.partition()).collect();
+        forwarder.offsets.forget(&partitions);
+        offsets
     };
-    // No more fetching while we wait for the commit.
-    if let Ok(assignment) = consumer.assignment() {
-        let _ = consumer.pause(&assignment);
-    }
-    if offsets.count() > 0 {
-        let _ = consumer.store_offsets(&offsets);
-        let before = context.commits_completed.load(Ordering::Acquire);
-        match consumer.commit(&offsets, CommitMode::Async) {
-            Ok(()) => {
-                let commit_deadline = deadline.min(Instant::now() + options.shutdown_budget / 2);
-                while context.commits_completed.load(Ordering::Acquire) == before {
-                    if Instant::now() >= commit_deadline {
-                        log::warn!(
-                            "instance {}: the final offset commit did not complete in time",
-                            instance.index
-                        );
-                        break;
-                    }
-                    // Polling serves the commit callback; a message it returns is dropped
-                    // unprocessed and its offset not stored, so it is consumed again next time.
-                    let _ = consumer.poll(Duration::from_millis(20));
-                }
-                if !context.last_commit_failed.load(Ordering::Relaxed) {
-                    log::info!(
-                        "instance {}: committed offsets {}",
-                        instance.index,
-                        describe(&offsets)
-                    );
-                }
-            }
-            Err(e) => log::warn!(
-                "instance {}: final offset commit failed: {e}",
-                instance.index
-            ),
-        }
-    }
+    let index = instance.index;
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let closer = std::thread::Builder::new()
-        .name(format!("close-{}", instance.index))
+        .name(format!("close-{index}"))
         .spawn(move || {
+            if offsets.count() > 0 {
+                let _ = consumer.store_offsets(&offsets);
+                match consumer.commit(&offsets, CommitMode::Sync) {
+                    Ok(()) => {
+                        log::info!("instance {index}: committed offsets {}", describe(&offsets))
+                    }
+                    Err(e) => log::warn!("instance {index}: final offset commit failed: {e}"),
+                }
+            }
+            // A partition list that went through librdkafka holds references to its partitions;
+            // alive during the destroy, it makes `rd_kafka_destroy` wait forever.
+            drop(offsets);
             drop(consumer);
             let _ = done_tx.send(());
         });
-    if closer.is_ok() {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if done_rx.recv_timeout(remaining).is_err() {
-            log::warn!(
-                "instance {}: the Kafka client did not close within the shutdown budget; leaving it behind",
-                instance.index
-            );
+    match closer {
+        Ok(_) => {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if done_rx.recv_timeout(remaining).is_err() {
+                log::warn!(
+                    "instance {index}: committing and closing did not finish within {:?}; leaving the Kafka client behind",
+                    options.shutdown_budget
+                );
+            }
         }
+        Err(e) => log::warn!("instance {index}: cannot start the closing thread: {e}"),
     }
 }
 

@@ -1,0 +1,128 @@
+//! Shared parts of the integration tests: a real Kafka-protocol broker (librdkafka's mock
+//! cluster, in process), real DogStatsD sockets that a test reads, and configurations for them.
+
+#![allow(dead_code)]
+
+use std::net::UdpSocket;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use algorithmia_datadog::config::Config;
+use algorithmia_datadog::embedded::EmbeddedKafka;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A name no other test in this process uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An embedded cluster with one topic.
+pub fn kafka_with_topic(partitions: i32) -> (EmbeddedKafka, String) {
+    let _ = env_logger::builder()
+        .is_test(true)
+        .format_timestamp_millis()
+        .try_init();
+    let kafka = EmbeddedKafka::start(1).expect("the mock cluster starts");
+    let topic = unique("insights");
+    kafka
+        .create_topic(&topic, partitions)
+        .expect("topic created");
+    (kafka, topic)
+}
+
+/// A configuration reading `topic` from `kafka` as `group`, sending to `url`, plus `extra` YAML
+/// lines for the instance (indented by four spaces).
+pub fn config(kafka: &EmbeddedKafka, topic: &str, group: &str, url: &str, extra: &str) -> Config {
+    let yaml = format!(
+        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{}\"\n    kafka_topic: {topic}\n    consumer_group: {group}\n    start_offset: earliest\n{extra}",
+        kafka.bootstrap_servers()
+    );
+    Config::from_yaml(&yaml, "test.yaml", &|_| None).expect("test configuration is valid")
+}
+
+/// Anything that yields datagrams.
+pub trait Datagrams {
+    /// One datagram, or `None` after `timeout`.
+    fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>>;
+}
+
+impl Datagrams for UdpSocket {
+    fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>> {
+        self.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .ok()?;
+        let mut buf = vec![0u8; 65_536];
+        let n = self.recv(&mut buf).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+}
+
+impl Datagrams for UnixDatagram {
+    fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>> {
+        self.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
+            .ok()?;
+        let mut buf = vec![0u8; 65_536];
+        let n = self.recv(&mut buf).ok()?;
+        buf.truncate(n);
+        Some(buf)
+    }
+}
+
+/// A UDP socket on loopback standing in for the Agent, and its URL.
+pub fn udp_agent() -> (UdpSocket, String) {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    // Large enough that a burst is not dropped by the kernel while the test is busy.
+    let url = format!("udp://{}", socket.local_addr().unwrap());
+    (socket, url)
+}
+
+/// A path for a Unix socket in a fresh temporary directory.
+pub fn unix_socket_path() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("algorithmia-datadog-test"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("dsd.socket")
+}
+
+/// Collects datagrams until `lines` lines arrived or `timeout` passed.
+pub fn collect_lines(
+    agent: &impl Datagrams,
+    lines: usize,
+    timeout: Duration,
+) -> (Vec<String>, Vec<usize>) {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    let mut sizes = Vec::new();
+    while got.len() < lines {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if let Some(d) = agent.recv_datagram(left) {
+            sizes.push(d.len());
+            let text = String::from_utf8(d).expect("datagrams are UTF-8");
+            got.extend(text.split('\n').map(str::to_string));
+        }
+    }
+    (got, sizes)
+}
+
+/// Whatever else arrives within `quiet`.
+pub fn drain(agent: &impl Datagrams, quiet: Duration) -> Vec<String> {
+    let mut got = Vec::new();
+    while let Some(d) = agent.recv_datagram(quiet) {
+        got.extend(
+            String::from_utf8(d)
+                .unwrap()
+                .split('\n')
+                .map(str::to_string),
+        );
+    }
+    got
+}

@@ -1,0 +1,305 @@
+//! The real pipeline against a real Kafka-protocol broker (librdkafka's mock cluster, in
+//! process), read back from real UDP and Unix datagram sockets.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use algorithmia_datadog::embedded::PUBLIC_SAMPLE;
+use algorithmia_datadog::pipeline::{run, run_with_counters, RunOptions};
+use algorithmia_datadog::telemetry::{Counters, SkipReason};
+use common::*;
+
+const TAGS: &str =
+    "algorithm_name:credit_card_approval,algorithm_version:1.0.6,algorithm_owner:asli";
+
+/// Messages covering the mapping rules, and the exact lines they must produce, in order.
+fn golden() -> (Vec<&'static str>, Vec<String>) {
+    let messages = vec![
+        PUBLIC_SAMPLE,
+        r#"{"risk_score":"0.75","approved":"1","duration_milliseconds":"12","algorithm_version":"1.0.7","algorithm_name":"credit_card_approval","algorithm_owner":"asli","request_id":"req-2","session_id":"rses-2","time":"2021-02-20T00:21:55"}"#,
+        r#"{"approved":true,"label":"high","scores":[1,2],"meta":{"a":1},"missing":null,"algorithm_name":"credit_card_approval"}"#,
+        r#"{"duration_milliseconds":3}"#,
+        r#"{"algorithm_name":"no_metrics_here","request_id":"req-4"}"#,
+        r#"{"weird name|x":1,"algorithm_name":"evil,name|#x:1\ninjected:1|g"}"#,
+    ];
+    let lines = vec![
+        format!("algorithmia.risk_score:0.2|g|#{TAGS}"),
+        format!("algorithmia.duration_milliseconds:8|g|#{TAGS}"),
+        "algorithmia.risk_score:0.75|g|#algorithm_name:credit_card_approval,algorithm_version:1.0.7,algorithm_owner:asli".into(),
+        "algorithmia.approved:1|g|#algorithm_name:credit_card_approval,algorithm_version:1.0.7,algorithm_owner:asli".into(),
+        "algorithmia.duration_milliseconds:12|g|#algorithm_name:credit_card_approval,algorithm_version:1.0.7,algorithm_owner:asli".into(),
+        "algorithmia.approved:1|g|#algorithm_name:credit_card_approval".into(),
+        "algorithmia.duration_milliseconds:3|g".into(),
+        "algorithmia.weird_name_x:1|g|#algorithm_name:evil_name__x:1_injected:1_g".into(),
+    ];
+    (messages, lines)
+}
+
+fn options_until(messages: u64) -> RunOptions {
+    RunOptions {
+        max_messages: Some(messages),
+        ..RunOptions::default()
+    }
+}
+
+#[test]
+fn a_golden_set_produces_exactly_the_expected_datagrams_over_udp() {
+    let (kafka, topic) = kafka_with_topic(1);
+    let (messages, expected) = golden();
+    kafka.produce(&topic, &messages).unwrap();
+    let (agent, url) = udp_agent();
+    let config = config(&kafka, &topic, &unique("golden"), &url, "");
+
+    let total = run(&config, &options_until(messages.len() as u64)).unwrap();
+
+    let (lines, sizes) = collect_lines(&agent, expected.len(), Duration::from_secs(10));
+    assert_eq!(lines, expected);
+    assert!(sizes.iter().all(|s| *s <= 1432), "{sizes:?}");
+    assert!(
+        drain(&agent, Duration::from_millis(300)).is_empty(),
+        "nothing more is sent"
+    );
+    assert_eq!(total.messages, messages.len() as u64);
+    assert_eq!(total.gauges, expected.len() as u64);
+    assert_eq!(total.messages_without_metrics, 1);
+    assert_eq!(total.skipped(SkipReason::String), 1);
+    assert_eq!(total.skipped(SkipReason::Array), 1);
+    assert_eq!(total.skipped(SkipReason::Object), 1);
+    assert_eq!(total.skipped(SkipReason::Null), 1);
+    assert_eq!(total.rejected_total(), 0);
+}
+
+#[test]
+fn a_golden_set_produces_exactly_the_expected_datagrams_over_a_unix_socket() {
+    let (kafka, topic) = kafka_with_topic(1);
+    let (messages, expected) = golden();
+    kafka.produce(&topic, &messages).unwrap();
+    let path = unix_socket_path();
+    let agent = UnixDatagram::bind(&path).unwrap();
+    let config = config(
+        &kafka,
+        &topic,
+        &unique("golden-unix"),
+        &format!("unix://{}", path.display()),
+        "",
+    );
+
+    run(&config, &options_until(messages.len() as u64)).unwrap();
+
+    let (lines, _) = collect_lines(&agent, expected.len(), Duration::from_secs(10));
+    assert_eq!(lines, expected);
+}
+
+#[test]
+fn malformed_messages_between_good_ones_lose_no_good_message() {
+    let (kafka, topic) = kafka_with_topic(1);
+    let bad: [&[u8]; 5] = [b"not json", b"{\"a\":1", b"\xff\xfe{}", b"[1,2,3]", b""];
+    let mut expected = Vec::new();
+    for (i, poison) in bad.iter().enumerate() {
+        kafka
+            .produce_to(&topic, 0, format!(r#"{{"seq":{i}}}"#).as_bytes())
+            .unwrap();
+        kafka.produce_to(&topic, 0, poison).unwrap();
+        expected.push(format!("algorithmia.seq:{i}|g"));
+    }
+    kafka.produce_to(&topic, 0, br#"{"seq":99}"#).unwrap();
+    expected.push("algorithmia.seq:99|g".into());
+    let (agent, url) = udp_agent();
+    let config = config(&kafka, &topic, &unique("poison"), &url, "");
+
+    let total = run(&config, &options_until(11)).unwrap();
+
+    let (lines, _) = collect_lines(&agent, expected.len(), Duration::from_secs(10));
+    assert_eq!(lines, expected);
+    assert_eq!(total.rejected_total(), 5);
+    assert_eq!(total.rejected("invalid_json"), 2);
+    assert_eq!(total.rejected("not_utf8"), 1);
+    assert_eq!(total.rejected("not_an_object"), 1);
+    assert_eq!(total.rejected("empty"), 1);
+}
+
+#[test]
+fn after_a_clean_stop_the_same_group_forwards_only_what_came_after() {
+    let (kafka, topic) = kafka_with_topic(3);
+    let group = unique("resume");
+    let (agent, url) = udp_agent();
+    // The mock cluster never returns an emptied group to "Empty", so a new member waits the
+    // session timeout minus a second before its first assignment: keep that short here.
+    let config = config(
+        &kafka,
+        &topic,
+        &group,
+        &url,
+        "    kafka_options:\n      session.timeout.ms: 1500\n      heartbeat.interval.ms: 300\n",
+    );
+    let seq = |range: std::ops::Range<u32>| {
+        range
+            .map(|i| format!(r#"{{"seq":{i}}}"#))
+            .collect::<Vec<_>>()
+    };
+
+    kafka.produce(&topic, seq(0..300)).unwrap();
+    let first = run(&config, &options_until(300)).unwrap();
+    assert_eq!(first.messages, 300);
+    let (lines, _) = collect_lines(&agent, 300, Duration::from_secs(10));
+    assert_eq!(sorted_seqs(&lines), (0..300).collect::<Vec<_>>());
+
+    kafka.produce(&topic, seq(300..450)).unwrap();
+    // The second run would see any message twice, or skip one, within these 150.
+    let second = run(&config, &options_until(150)).unwrap();
+    assert_eq!(second.messages, 150);
+    let (lines, _) = collect_lines(&agent, 150, Duration::from_secs(10));
+    assert_eq!(sorted_seqs(&lines), (300..450).collect::<Vec<_>>());
+    assert!(drain(&agent, Duration::from_millis(300)).is_empty());
+}
+
+fn sorted_seqs(lines: &[String]) -> Vec<u32> {
+    let mut seqs: Vec<u32> = lines
+        .iter()
+        .map(|l| {
+            l.strip_prefix("algorithmia.seq:")
+                .and_then(|r| r.strip_suffix("|g"))
+                .unwrap_or_else(|| panic!("unexpected line {l}"))
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+/// Runs the pipeline on a thread until the returned flag is raised.
+fn start(
+    config: algorithmia_datadog::config::Config,
+) -> (Arc<AtomicBool>, Arc<Counters>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let counters = Arc::new(Counters::default());
+    let options = RunOptions {
+        stop: stop.clone(),
+        ..RunOptions::default()
+    };
+    let c = counters.clone();
+    let handle = std::thread::spawn(move || {
+        run_with_counters(&config, &options, &[c]).expect("the run ends cleanly");
+    });
+    (stop, counters, handle)
+}
+
+#[test]
+fn a_lone_message_reaches_the_agent_within_one_second() {
+    let (kafka, topic) = kafka_with_topic(1);
+    let (agent, url) = udp_agent();
+    let (stop, _, handle) = start(config(&kafka, &topic, &unique("lone"), &url, ""));
+
+    // Wait until the consumer has its partition: a first message comes through.
+    kafka.produce(&topic, [r#"{"warmup":1}"#]).unwrap();
+    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(15));
+    assert_eq!(lines, ["algorithmia.warmup:1|g"]);
+
+    std::thread::sleep(Duration::from_millis(300)); // idle consumer
+    let sent = Instant::now();
+    kafka.produce(&topic, [r#"{"lone":1}"#]).unwrap();
+    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(1));
+    let latency = sent.elapsed();
+    assert_eq!(lines, ["algorithmia.lone:1|g"], "no datagram within 1 s");
+    assert!(latency < Duration::from_secs(1), "{latency:?}");
+
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+}
+
+#[test]
+fn datagrams_are_packed_and_never_exceed_the_udp_limit() {
+    let (kafka, topic) = kafka_with_topic(2);
+    let messages: Vec<String> = (0..2000)
+        .map(|i| format!(r#"{{"risk_score":0.{i},"duration_milliseconds":{i},"algorithm_name":"m","algorithm_version":"1.0.{}","algorithm_owner":"o"}}"#, i % 3))
+        .collect();
+    kafka.produce(&topic, &messages).unwrap();
+    let (agent, url) = udp_agent();
+    let config = config(&kafka, &topic, &unique("pack"), &url, "");
+    // Read while forwarding: a burst of datagrams must not overflow the test socket's buffer.
+    let reader = std::thread::spawn(move || collect_lines(&agent, 4000, Duration::from_secs(20)));
+    let total = run(&config, &options_until(2000)).unwrap();
+    let (lines, sizes) = reader.join().unwrap();
+    assert_eq!(lines.len(), 4000);
+    assert_eq!(total.gauges, 4000);
+    assert!(
+        sizes.iter().all(|s| *s <= 1432),
+        "max {:?}",
+        sizes.iter().max()
+    );
+    assert!(
+        sizes.len() < 4000 / 5,
+        "{} datagrams for 4000 lines: not packed",
+        sizes.len()
+    );
+}
+
+#[test]
+fn while_the_agent_socket_is_missing_nothing_is_lost() {
+    let (kafka, topic) = kafka_with_topic(1);
+    let path = unix_socket_path();
+    let config = config(
+        &kafka,
+        &topic,
+        &unique("agent-restart"),
+        &format!("unix://{}", path.display()),
+        "",
+    );
+    let (stop, counters, handle) = start(config);
+
+    kafka
+        .produce(&topic, (0..50).map(|i| format!(r#"{{"seq":{i}}}"#)))
+        .unwrap();
+    // The Agent is down: writes fail and are retried.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counters.snapshot().send_errors < 2 {
+        assert!(Instant::now() < deadline, "the sink never tried to send");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The Agent comes back.
+    let agent = UnixDatagram::bind(&path).unwrap();
+    let (lines, _) = collect_lines(&agent, 50, Duration::from_secs(15));
+    assert_eq!(sorted_seqs(&lines), (0..50).collect::<Vec<_>>());
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert!(counters.snapshot().send_errors >= 2);
+}
+
+#[test]
+fn two_forwarders_in_one_group_share_the_partitions_without_loss() {
+    let (kafka, topic) = kafka_with_topic(4);
+    let group = unique("shared");
+    let (agent, url) = udp_agent();
+    kafka
+        .produce(&topic, (0..400).map(|i| format!(r#"{{"seq":{i}}}"#)))
+        .unwrap();
+    let (stop_a, counters_a, a) = start(config(&kafka, &topic, &group, &url, ""));
+    let (stop_b, counters_b, b) = start(config(&kafka, &topic, &group, &url, ""));
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.len() < 400 && Instant::now() < deadline {
+        let (lines, _) = collect_lines(&agent, 1, Duration::from_millis(200));
+        seen.extend(
+            lines
+                .iter()
+                .filter(|l| !l.is_empty())
+                .flat_map(|l| sorted_seqs(std::slice::from_ref(l))),
+        );
+    }
+    stop_a.store(true, Ordering::Relaxed);
+    stop_b.store(true, Ordering::Relaxed);
+    a.join().unwrap();
+    b.join().unwrap();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        (0..400).collect::<Vec<_>>(),
+        "every message forwarded"
+    );
+    let consumed = counters_a.snapshot().messages + counters_b.snapshot().messages;
+    assert!(consumed >= 400, "{consumed}");
+}
