@@ -80,9 +80,12 @@ impl Forwarder {
             Err(e) => {
                 self.counters.reject(e.reason());
                 if let Some(suppressed) = self.reject_log.allow() {
+                    let note = match suppressed {
+                        0 => String::new(),
+                        n => format!(" ({n} more rejections were not logged)"),
+                    };
                     log::warn!(
-                        "rejected message topic={} partition={partition} offset={offset}: {e} \
-                         ({suppressed} rejections not logged since the last one)",
+                        "rejected message topic={} partition={partition} offset={offset}: {e}{note}",
                         self.topic
                     );
                 }

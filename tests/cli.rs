@@ -1,0 +1,318 @@
+//! The binary as users run it: exit codes, messages, signals. The broker is the mock cluster
+//! hosted by this test process and reached over loopback TCP by the forwarder process.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_algorithmia-datadog");
+
+/// The binary with a clean environment: no DD_* or KAFKA_* leaking in from the machine.
+fn forwarder(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("algorithmia-datadog-cli"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    path
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_configuration_exits_2_naming_the_file_and_the_key() {
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "bad.yaml",
+        "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n    start_offset: middle\n",
+    );
+    let output = forwarder(&dir)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.yaml"), "{stderr}");
+    assert!(stderr.contains("instances[0].start_offset"), "{stderr}");
+
+    // The same for `run`, before anything connects.
+    let output = forwarder(&dir)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn an_unknown_librdkafka_property_is_a_configuration_error() {
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "opts.yaml",
+        "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n    kafka_options:\n      no.such.property: 1\n",
+    );
+    let output = forwarder(&dir)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("instances[0].kafka_options.no.such.property"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_settings_without_secrets() {
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "sasl.yaml",
+        "instances:\n  - kafka_broker: k:9093\n    kafka_topic: t\n    security_protocol: SASL_SSL\n    sasl_mechanism: SCRAM-SHA-512\n    sasl_username: algo\n    sasl_password: ${KAFKA_PASSWORD}\n",
+    );
+    let output = forwarder(&dir)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("KAFKA_PASSWORD", "hunter2-very-secret")
+        .env("DD_ENV", "prod")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("sasl_ssl") || stdout.contains("SASL_SSL"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("env:prod"), "{stdout}");
+    assert!(stdout.contains("***"), "{stdout}");
+    assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+}
+
+#[test]
+fn without_a_file_the_python_scripts_variables_are_used() {
+    let dir = scratch_dir(); // no conf.d here
+    let output = forwarder(&dir)
+        .arg("check-config")
+        .env("KAFKA_BROKER", "old-broker:9092")
+        .env("KAFKA_TOPIC", "insights")
+        .env("DATADOG_API_KEY", "abcdef0123456789")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("old-broker:9092"), "{stdout}");
+    assert!(stderr.contains("DATADOG_API_KEY is ignored"), "{stderr}");
+    assert!(!stderr.contains("abcdef0123456789") && !stdout.contains("abcdef0123456789"));
+
+    let output = forwarder(&dir).arg("check-config").output().unwrap();
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr.contains("KAFKA_BROKER"), "{stderr}");
+}
+
+#[test]
+fn version_and_help_work() {
+    let output = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let output = Command::new(BIN).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&output.stdout);
+    for word in ["run", "check-config", "demo"] {
+        assert!(help.contains(word), "{help}");
+    }
+}
+
+#[test]
+fn the_demo_forwards_every_message_to_the_configured_address() {
+    let dir = scratch_dir();
+    let (agent, url) = udp_agent();
+    let reader = std::thread::spawn(move || drain(&agent, Duration::from_secs(3)));
+    let output = forwarder(&dir)
+        .args(["demo", "--messages", "2000"])
+        .env("DD_DOGSTATSD_URL", &url)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(
+        stdout.contains("2000 consumed of 2000 produced"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("rejected         6"), "{stdout}");
+    let lines = reader.join().unwrap();
+    let gauges: u64 = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("gauges"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("the summary reports gauges");
+    assert_eq!(lines.len() as u64, gauges, "every reported gauge arrived");
+    assert!(lines.iter().any(
+        |l| l.starts_with("algorithmia.risk_score:0.2|g|#algorithm_name:credit_card_approval")
+    ));
+}
+
+#[test]
+fn dry_run_writes_datagrams_to_stdout() {
+    let (kafka, topic) = kafka_with_topic(1);
+    kafka
+        .produce(&topic, [r#"{"risk_score":0.5,"algorithm_name":"m"}"#])
+        .unwrap();
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "dry.yaml",
+        &config_yaml(kafka.bootstrap_servers(), &topic, "udp://127.0.0.1:9"),
+    );
+    let mut child = forwarder(&dir)
+        .args(["run", "--dry-run", "--config"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().next()
+    });
+    let line = wait_for(reader, Duration::from_secs(15));
+    terminate(&mut child);
+    assert_eq!(
+        line.as_deref(),
+        Some("algorithmia.risk_score:0.5|g|#algorithm_name:m")
+    );
+}
+
+fn wait_for<T: Send + 'static>(
+    handle: std::thread::JoinHandle<Option<std::io::Result<T>>>,
+    limit: Duration,
+) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    while !handle.is_finished() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if handle.is_finished() {
+        handle.join().ok().flatten().and_then(Result::ok)
+    } else {
+        None
+    }
+}
+
+fn config_yaml(bootstrap: &str, topic: &str, url: &str) -> String {
+    format!(
+        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{bootstrap}\"\n    kafka_topic: {topic}\n    consumer_group: {}\n    start_offset: earliest\n    kafka_options:\n      session.timeout.ms: 1500\n      heartbeat.interval.ms: 300\n",
+        unique("cli")
+    )
+}
+
+/// Sends SIGTERM and returns how long the process took to exit, and its code.
+fn terminate(child: &mut Child) -> (Duration, Option<i32>) {
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (sent.elapsed(), status.code());
+        }
+        if sent.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the forwarder did not exit within 20 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start_forwarding(dir: &Path, config: &Path) -> Child {
+    forwarder(dir)
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn sigterm_stops_cleanly_with_exit_0_and_commits_what_was_sent() {
+    let (kafka, topic) = kafka_with_topic(2);
+    let (agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "run.yaml",
+        &config_yaml(kafka.bootstrap_servers(), &topic, &url),
+    );
+    kafka
+        .produce(&topic, (0..100).map(|i| format!(r#"{{"seq":{i}}}"#)))
+        .unwrap();
+
+    let mut child = start_forwarding(&dir, &path);
+    let (lines, _) = collect_lines(&agent, 100, Duration::from_secs(20));
+    assert_eq!(lines.len(), 100);
+    let (took, code) = terminate(&mut child);
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+
+    // The next process in the group starts after what was forwarded.
+    kafka.produce(&topic, [r#"{"seq":100}"#]).unwrap();
+    let mut child = start_forwarding(&dir, &path);
+    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(20));
+    terminate(&mut child);
+    assert_eq!(lines, ["algorithmia.seq:100|g"]);
+}
+
+#[test]
+fn sigterm_exits_within_10_seconds_even_when_the_broker_is_gone() {
+    let (kafka, topic) = kafka_with_topic(1);
+    let (agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "gone.yaml",
+        &config_yaml(kafka.bootstrap_servers(), &topic, &url),
+    );
+    kafka.produce(&topic, [r#"{"seq":1}"#]).unwrap();
+    let mut child = start_forwarding(&dir, &path);
+    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(20));
+    assert_eq!(lines.len(), 1);
+
+    kafka.set_broker_up(1, false).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let (took, code) = terminate(&mut child);
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(10), "{took:?}");
+}
