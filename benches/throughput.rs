@@ -4,7 +4,6 @@
 //! `cargo bench --bench throughput` (set `BENCH_MESSAGES` to change the default 1 000 000).
 //! Prints messages/s, gauges/s, gauges received and peak RSS.
 
-use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +12,9 @@ use algorithmia_datadog::config::Config;
 use algorithmia_datadog::embedded::{EmbeddedKafka, SampleMessages};
 use algorithmia_datadog::pipeline::{run_with_counters, RunOptions};
 use algorithmia_datadog::telemetry::Counters;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn main() {
     let messages: u64 = std::env::var("BENCH_MESSAGES")
@@ -34,12 +36,10 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let receiver = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let url = format!("udp://{}", receiver.local_addr().expect("addr"));
+    let (receiver, url) = common::udp_agent();
     receiver
         .set_read_timeout(Some(Duration::from_millis(200)))
         .expect("timeout");
-    enlarge_receive_buffer(&receiver, 64 << 20);
     let received = Arc::new(AtomicU64::new(0));
     let datagrams = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -137,37 +137,6 @@ fn main() {
         rss_kib("VmHWM:") / 1024,
         rss_before / 1024
     );
-}
-
-/// A receiver that falls behind for a moment must not lose datagrams: the kernel's default
-/// buffer (about 200 KiB) holds a few milliseconds of this load.
-fn enlarge_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) {
-    use std::os::fd::AsRawFd;
-    let size = &bytes as *const libc::c_int as *const libc::c_void;
-    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: a valid socket descriptor and a pointer to a c_int of the given length.
-    let forced = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUFFORCE,
-            size,
-            len,
-        )
-    };
-    if forced != 0 {
-        // Without CAP_NET_ADMIN: as much as net.core.rmem_max allows.
-        // SAFETY: as above.
-        unsafe {
-            libc::setsockopt(
-                socket.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                size,
-                len,
-            )
-        };
-    }
 }
 
 /// Resets the kernel's peak-RSS mark, so that VmHWM reports the forwarding phase only.

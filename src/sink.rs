@@ -12,7 +12,7 @@
 //! use cadence::SpyMetricSink;
 //!
 //! let (datagrams, spy) = SpyMetricSink::new();
-//! let mut sink = DogStatsdSink::builder(spy, 32).build();
+//! let mut sink = DogStatsdSink::builder(spy, 24).build();
 //! assert_eq!(sink.push_line("a.b:1|g").unwrap(), Written::Buffered);
 //! assert_eq!(sink.push_line("a.c:2|g").unwrap(), Written::Buffered);
 //! assert_eq!(sink.push_line("a.long_name:3|g").unwrap(), Written::Flushed); // did not fit

@@ -78,9 +78,40 @@ impl Datagrams for UnixDatagram {
 /// A UDP socket on loopback standing in for the Agent, and its URL.
 pub fn udp_agent() -> (UdpSocket, String) {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
-    // Large enough that a burst is not dropped by the kernel while the test is busy.
+    enlarge_receive_buffer(&socket, 64 << 20);
     let url = format!("udp://{}", socket.local_addr().unwrap());
     (socket, url)
+}
+
+/// A receiver that falls behind for a moment (a busy test machine) must not lose datagrams: the
+/// kernel's default buffer (about 200 KiB) holds a few milliseconds of a burst. std cannot set it.
+pub fn enlarge_receive_buffer(socket: &UdpSocket, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    let size = &bytes as *const libc::c_int as *const libc::c_void;
+    let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid socket descriptor and a pointer to a c_int of the given length.
+    let forced = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            size,
+            len,
+        )
+    };
+    if forced != 0 {
+        // Without CAP_NET_ADMIN: as much as net.core.rmem_max allows.
+        // SAFETY: as above.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                size,
+                len,
+            )
+        };
+    }
 }
 
 /// A path for a Unix socket in a fresh temporary directory.
