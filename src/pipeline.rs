@@ -17,10 +17,10 @@ use crate::config::{Config, Instance};
 use crate::decode::decode;
 use crate::metrics::MetricMapper;
 use crate::sink::{
-    open_transport, DogStatsdSink, StdoutMetricSink, Stopped, TeeMetricSink, Written,
+    open_transport, DogStatsdSink, StdoutMetricSink, Stopped, TeeMetricSink, Transport, Written,
 };
 use crate::source::{client_config, OffsetTracker, SourceContext};
-use crate::telemetry::{Counters, LogLimiter, Snapshot};
+use crate::telemetry::{spawn_reporter, Counters, LogLimiter, Reporter, Snapshot};
 
 /// How often delivered offsets are handed to librdkafka (which commits them every
 /// [`crate::source::AUTO_COMMIT_INTERVAL_MS`]).
@@ -138,6 +138,10 @@ pub struct RunOptions {
     pub output: Output,
     /// How long flushing, committing and closing may take once stopping began.
     pub shutdown_budget: Duration,
+    /// How often the self-metrics are sent; `None` sends none (and no service checks).
+    pub self_metrics_every: Option<Duration>,
+    /// How often the service checks are sent.
+    pub service_checks_every: Duration,
 }
 
 impl Default for RunOptions {
@@ -147,6 +151,8 @@ impl Default for RunOptions {
             max_messages: None,
             output: Output::Send,
             shutdown_budget: Duration::from_secs(8),
+            self_metrics_every: Some(Duration::from_secs(10)),
+            service_checks_every: Duration::from_secs(15),
         }
     }
 }
@@ -254,9 +260,9 @@ pub fn run_instance(
         })
     };
     let transport: Box<dyn cadence::MetricSink + Send + Sync> = match options.output {
-        Output::Send => open()?,
+        Output::Send => Box::new(open()?),
         Output::Print => Box::new(StdoutMetricSink),
-        Output::SendAndPrint => Box::new(TeeMetricSink(open()?, StdoutMetricSink)),
+        Output::SendAndPrint => Box::new(TeeMetricSink(Box::new(open()?), StdoutMetricSink)),
     };
     let sink = DogStatsdSink::builder_boxed(transport, config.dogstatsd.max_datagram_bytes())
         .stop_flag(options.stop.clone())
@@ -281,10 +287,53 @@ pub fn run_instance(
         }
     );
 
+    let reporter_done = Arc::new(AtomicBool::new(false));
+    let reporter = match options.self_metrics_every {
+        Some(every) => Some(start_reporter(
+            config,
+            instance,
+            options,
+            &counters,
+            &reporter_done,
+            every,
+        )?),
+        None => None,
+    };
+
     let outcome = consume(&consumer, instance, options, &counters);
     let stopping_since = Instant::now();
     shutdown(consumer, instance, options, stopping_since);
+    reporter_done.store(true, Ordering::Relaxed);
+    if let Some(handle) = reporter {
+        let _ = handle.join();
+    }
     outcome.map(|()| counters.snapshot())
+}
+
+fn start_reporter(
+    config: &Config,
+    instance: &Instance,
+    options: &RunOptions,
+    counters: &Arc<Counters>,
+    done: &Arc<AtomicBool>,
+    every: Duration,
+) -> Result<std::thread::JoinHandle<()>, RunError> {
+    let open = || -> Result<Transport, RunError> {
+        match options.output {
+            Output::Print => Ok(Transport::Stdout(StdoutMetricSink)),
+            _ => open_transport(&config.dogstatsd).map_err(|source| RunError::Destination {
+                destination: config.dogstatsd.to_string(),
+                source,
+            }),
+        }
+    };
+    let reporter = Reporter::new(open()?, Box::new(open()?), counters.clone(), instance);
+    spawn_reporter(reporter, done.clone(), every, options.service_checks_every).map_err(|source| {
+        RunError::Destination {
+            destination: "telemetry thread".into(),
+            source,
+        }
+    })
 }
 
 fn consume(
@@ -314,11 +363,14 @@ fn consume(
         let mut forwarder = context.lock_forwarder();
         let handled = match polled {
             Some(Ok(message)) => {
+                counters.health.kafka_ok();
                 forwarder.handle(message.partition(), message.offset(), message.payload())
             }
             Some(Err(e)) => {
                 counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
-                context.log_error(&e.to_string());
+                let what = format!("{e:?}: {e}");
+                counters.health.kafka_problem(&what);
+                context.log_error(&what);
                 if let Some((_, reason)) = consumer.client().fatal_error() {
                     return Err(RunError::Fatal {
                         index: instance.index,

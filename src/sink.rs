@@ -76,8 +76,28 @@ impl MetricSink for TeeMetricSink {
     }
 }
 
+/// A cadence sink for one of the destinations the configuration allows.
+pub enum Transport {
+    /// `udp://host:port`.
+    Udp(UdpMetricSink),
+    /// `unix:///path`, a datagram socket.
+    Unix(UnixMetricSink),
+    /// Standard output (`--dry-run`).
+    Stdout(StdoutMetricSink),
+}
+
+impl MetricSink for Transport {
+    fn emit(&self, datagram: &str) -> io::Result<usize> {
+        match self {
+            Transport::Udp(sink) => sink.emit(datagram),
+            Transport::Unix(sink) => sink.emit(datagram),
+            Transport::Stdout(sink) => sink.emit(datagram),
+        }
+    }
+}
+
 /// Opens the cadence sink for a destination.
-pub fn open_transport(destination: &Destination) -> io::Result<Box<dyn MetricSink + Send + Sync>> {
+pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
     match destination {
         Destination::Udp(addr) => {
             let socket = UdpSocket::bind(if addr.starts_with('[') {
@@ -91,13 +111,13 @@ pub fn open_transport(destination: &Destination) -> io::Result<Box<dyn MetricSin
                     format!("cannot resolve {addr}: {e}"),
                 )
             })?;
-            Ok(Box::new(sink))
+            Ok(Transport::Udp(sink))
         }
         Destination::Unix(path) => {
             let socket = UnixDatagram::unbound()?;
             // A full Agent socket blocks the sender: bound that so a stop is never held up.
             socket.set_write_timeout(Some(Duration::from_secs(1)))?;
-            Ok(Box::new(UnixMetricSink::from(path, socket)))
+            Ok(Transport::Unix(UnixMetricSink::from(path, socket)))
         }
     }
 }
@@ -223,6 +243,7 @@ impl DogStatsdSink {
         loop {
             match self.transport.emit(&self.buffer) {
                 Ok(_) => {
+                    self.counters.health.sink_ok();
                     self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
                     self.counters
                         .bytes
@@ -233,6 +254,7 @@ impl DogStatsdSink {
                 }
                 Err(e) => {
                     self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                    self.counters.health.sink_failed(&e.to_string());
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(Stopped {
                             last_error: e.to_string(),

@@ -32,6 +32,9 @@ use crate::telemetry::{Counters, LogLimiter};
 /// Its default, 1000 ms, leaves a busy consumer idle; 20 ms keeps it fed.
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
+/// How often librdkafka reports statistics (consumer lag, broker states).
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
+
 /// How often librdkafka commits the stored offsets.
 pub const AUTO_COMMIT_INTERVAL_MS: &str = "5000";
 
@@ -54,6 +57,8 @@ pub fn client_config(instance: &Instance) -> ClientConfig {
         )
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         .set("enable.partition.eof", "false")
+        // Consumer lag and broker states for the self-metrics and service checks.
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         .set("security.protocol", instance.security_protocol.as_kafka());
     if let Some(sasl) = &instance.sasl {
         config
@@ -237,7 +242,34 @@ impl SourceContext {
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
-        self.log_error(&format!("{error}: {reason}"));
+        let what = format!("{error}: {reason}");
+        self.counters.health.kafka_problem(&what);
+        self.log_error(&what);
+    }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let health = &self.counters.health;
+        let lag: i64 = statistics
+            .topics
+            .get(&self.topic)
+            .map(|topic| {
+                topic
+                    .partitions
+                    .iter()
+                    .filter(|(id, p)| **id >= 0 && p.consumer_lag >= 0)
+                    .map(|(_, p)| p.consumer_lag)
+                    .sum()
+            })
+            .unwrap_or(-1);
+        // Brokers with a node id: the bootstrap entries (-1) are placeholders.
+        let brokers = statistics.brokers.values().filter(|b| b.nodeid >= 0);
+        let (known, up) = brokers.fold((0u32, 0u32), |(k, u), b| {
+            (k + 1, u + u32::from(b.state == "UP"))
+        });
+        health.consumer_lag.store(lag, Ordering::Relaxed);
+        health.brokers_known.store(known, Ordering::Relaxed);
+        health.brokers_up.store(up, Ordering::Relaxed);
+        health.stats_seen.store(true, Ordering::Relaxed);
     }
 }
 
@@ -262,6 +294,7 @@ impl ConsumerContext for SourceContext {
                 log::info!("partitions {partitions:?} of {} revoked", self.topic);
             }
             Rebalance::Assign(tpl) => {
+                self.counters.health.kafka_ok();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 log::info!("partitions {partitions:?} of {} assigned", self.topic);
             }

@@ -111,6 +111,8 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// Errors reported by the Kafka client.
     pub kafka_errors: AtomicU64,
+    /// What the service checks report on.
+    pub health: Health,
     rejected: [AtomicU64; REJECT_REASONS.len()],
     skipped: [AtomicU64; SkipReason::ALL.len()],
     timestamp_issues: [AtomicU64; TimestampIssue::ALL.len()],
@@ -149,6 +151,73 @@ impl Counters {
             skipped: self.skipped.each_ref().map(load),
             timestamp_issues: self.timestamp_issues.each_ref().map(load),
         }
+    }
+}
+
+/// The state the service checks describe, updated by the source and the sink.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Total consumer lag over the assigned partitions (from librdkafka statistics); -1 unknown.
+    pub consumer_lag: std::sync::atomic::AtomicI64,
+    /// Whether librdkafka statistics arrived at least once.
+    pub stats_seen: std::sync::atomic::AtomicBool,
+    /// Brokers in state UP in the last statistics.
+    pub brokers_up: std::sync::atomic::AtomicU32,
+    /// Brokers known in the last statistics.
+    pub brokers_known: std::sync::atomic::AtomicU32,
+    /// The last Kafka problem seen since the last progress (cleared when a message arrives).
+    kafka_problem: std::sync::Mutex<Option<String>>,
+    /// Whether `kafka_problem` holds something: lets the per-message `kafka_ok` skip the lock.
+    kafka_problem_set: std::sync::atomic::AtomicBool,
+    /// Since when, and why, datagram writes have been failing.
+    sink_failure: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+}
+
+impl Health {
+    /// Records a Kafka error.
+    pub fn kafka_problem(&self, what: &str) {
+        *self.kafka_problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(what.to_string());
+        self.kafka_problem_set.store(true, Relaxed);
+    }
+
+    /// A message arrived or partitions were assigned: Kafka works.
+    pub fn kafka_ok(&self) {
+        if self.kafka_problem_set.swap(false, Relaxed) {
+            *self.kafka_problem.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+    }
+
+    /// The last Kafka problem, if any since the last message.
+    pub fn last_kafka_problem(&self) -> Option<String> {
+        self.kafka_problem
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A datagram write failed.
+    pub fn sink_failed(&self, error: &str) {
+        let mut failure = self.sink_failure.lock().unwrap_or_else(|p| p.into_inner());
+        match failure.as_mut() {
+            Some((_, last)) => *last = error.to_string(),
+            None => *failure = Some((std::time::Instant::now(), error.to_string())),
+        }
+    }
+
+    /// A datagram write succeeded.
+    pub fn sink_ok(&self) {
+        let mut failure = self.sink_failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_some() {
+            *failure = None;
+        }
+    }
+
+    /// Since when writes have been failing, and the last error.
+    pub fn sink_failure(&self) -> Option<(std::time::Instant, String)> {
+        self.sink_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -286,6 +355,352 @@ impl LogLimiter {
     }
 }
 
+/// The kind of a self-metric, as DogStatsD sends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SelfMetricKind {
+    /// A DogStatsD count (stored by Datadog as a rate over the 10 s flush).
+    Count,
+    /// A gauge.
+    Gauge,
+}
+
+/// A metric the forwarder sends about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelfMetric {
+    /// The full name.
+    pub name: &'static str,
+    /// Count or gauge.
+    pub kind: SelfMetricKind,
+    /// The extra tag key it carries besides `topic` and `consumer_group`, if any.
+    pub reason_tag: bool,
+}
+
+const fn count(name: &'static str, reason_tag: bool) -> SelfMetric {
+    SelfMetric {
+        name,
+        kind: SelfMetricKind::Count,
+        reason_tag,
+    }
+}
+
+/// Messages taken from Kafka.
+pub const MESSAGES_CONSUMED: SelfMetric = count("algorithmia.forwarder.messages_consumed", false);
+/// Messages rejected as a whole, tagged `reason:`.
+pub const MESSAGES_REJECTED: SelfMetric = count("algorithmia.forwarder.messages_rejected", true);
+/// Accepted messages that held no metric.
+pub const MESSAGES_WITHOUT_METRICS: SelfMetric =
+    count("algorithmia.forwarder.messages_without_metrics", false);
+/// Gauges written to the Agent's socket.
+pub const GAUGES_SENT: SelfMetric = count("algorithmia.forwarder.gauges_sent", false);
+/// Fields that did not become gauges, tagged `reason:`.
+pub const FIELDS_SKIPPED: SelfMetric = count("algorithmia.forwarder.fields_skipped", true);
+/// Points sent without their timestamp, tagged `reason:`.
+pub const TIMESTAMPS_DROPPED: SelfMetric = count("algorithmia.forwarder.timestamps_dropped", true);
+/// Datagrams the socket accepted.
+pub const DATAGRAMS_SENT: SelfMetric = count("algorithmia.forwarder.datagrams_sent", false);
+/// Failed datagram writes (each retried).
+pub const SEND_ERRORS: SelfMetric = count("algorithmia.forwarder.send_errors", false);
+/// Errors reported by the Kafka client.
+pub const KAFKA_ERRORS: SelfMetric = count("algorithmia.forwarder.kafka_errors", false);
+/// Messages in the topic not consumed yet, over the assigned partitions.
+pub const CONSUMER_LAG: SelfMetric = SelfMetric {
+    name: "algorithmia.forwarder.consumer_lag",
+    kind: SelfMetricKind::Gauge,
+    reason_tag: false,
+};
+
+/// Every self-metric the forwarder can send (the package's `metadata.csv` lists each).
+pub const SELF_METRICS: [SelfMetric; 10] = [
+    MESSAGES_CONSUMED,
+    MESSAGES_REJECTED,
+    MESSAGES_WITHOUT_METRICS,
+    GAUGES_SENT,
+    FIELDS_SKIPPED,
+    TIMESTAMPS_DROPPED,
+    DATAGRAMS_SENT,
+    SEND_ERRORS,
+    KAFKA_ERRORS,
+    CONSUMER_LAG,
+];
+
+/// OK when the consumer reaches a broker and its topic exists.
+pub const CAN_CONNECT: &str = "algorithmia.kafka.can_connect";
+/// OK while the Agent's socket accepts datagrams.
+pub const CAN_SEND: &str = "algorithmia.forwarder.can_send";
+/// Every service check the forwarder can send (the package's `service_checks.json` lists each).
+pub const SERVICE_CHECKS: [&str; 2] = [CAN_CONNECT, CAN_SEND];
+
+/// How long datagram writes may fail before `can_send` turns CRITICAL (WARNING before that).
+pub const SEND_FAILURE_CRITICAL_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A service check status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// 0.
+    Ok = 0,
+    /// 1.
+    Warning = 1,
+    /// 2.
+    Critical = 2,
+    /// 3.
+    Unknown = 3,
+}
+
+/// A `_sc` datagram: `_sc|<name>|<status>|#<tags>|m:<message>`; the message is cleaned of line
+/// breaks and `|` so that it cannot start another field or datagram line.
+pub fn service_check_datagram(
+    name: &str,
+    status: Status,
+    tags: &str,
+    message: Option<&str>,
+) -> String {
+    let mut out = format!("_sc|{name}|{}", status as u8);
+    if !tags.is_empty() {
+        out.push_str("|#");
+        out.push_str(tags);
+    }
+    if let Some(message) = message {
+        out.push_str("|m:");
+        out.extend(
+            message
+                .chars()
+                .map(|c| if c.is_control() || c == '|' { ' ' } else { c }),
+        );
+    }
+    out
+}
+
+/// What `algorithmia.kafka.can_connect` says, from the consumer's health.
+pub fn kafka_status(health: &Health, brokers: &[String], topic: &str) -> (Status, Option<String>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !health.stats_seen.load(Relaxed) {
+        return match health.last_kafka_problem() {
+            Some(problem) => (
+                Status::Critical,
+                Some(format!(
+                    "cannot reach Kafka ({}): {problem}",
+                    brokers.join(",")
+                )),
+            ),
+            None => (
+                Status::Unknown,
+                Some("no statistics from the Kafka client yet".into()),
+            ),
+        };
+    }
+    if health.brokers_up.load(Relaxed) == 0 {
+        let mut message = format!(
+            "no connection to any of {} broker(s) ({})",
+            health.brokers_known.load(Relaxed).max(brokers.len() as u32),
+            brokers.join(",")
+        );
+        if let Some(problem) = health.last_kafka_problem() {
+            message.push_str(": ");
+            message.push_str(&problem);
+        }
+        return (Status::Critical, Some(message));
+    }
+    match health.last_kafka_problem() {
+        Some(problem)
+            if problem.contains("UnknownTopic") || problem.contains("TopicAuthorization") =>
+        {
+            (Status::Critical, Some(format!("topic {topic}: {problem}")))
+        }
+        _ => (Status::Ok, None),
+    }
+}
+
+/// What `algorithmia.forwarder.can_send` says.
+pub fn send_status(health: &Health) -> (Status, Option<String>) {
+    match health.sink_failure() {
+        None => (Status::Ok, None),
+        Some((since, error)) => {
+            let failing = since.elapsed();
+            let status = if failing >= SEND_FAILURE_CRITICAL_AFTER {
+                Status::Critical
+            } else {
+                Status::Warning
+            };
+            (
+                status,
+                Some(format!(
+                    "DogStatsD writes failing for {}s ({error}); retrying, Kafka offsets held back",
+                    failing.as_secs()
+                )),
+            )
+        }
+    }
+}
+
+/// Sends the self-metrics (every `metrics_every`) and service checks (every `checks_every`) of
+/// one instance through cadence, on a socket of its own to the same destination.
+pub struct Reporter {
+    client: cadence::StatsdClient,
+    checks: Box<dyn cadence::MetricSink + Send + Sync>,
+    counters: std::sync::Arc<Counters>,
+    last: Snapshot,
+    topic: String,
+    group: String,
+    tags: String,
+    brokers: Vec<String>,
+}
+
+impl Reporter {
+    /// A reporter for one instance. `metrics` and `checks` are two sinks to the destination.
+    pub fn new(
+        metrics: impl cadence::MetricSink + Send + Sync + std::panic::RefUnwindSafe + 'static,
+        checks: Box<dyn cadence::MetricSink + Send + Sync>,
+        counters: std::sync::Arc<Counters>,
+        instance: &crate::config::Instance,
+    ) -> Reporter {
+        let clean = |v: &str| {
+            let mut out = String::new();
+            crate::metrics::push_tag_value(&mut out, v, 150);
+            out
+        };
+        let (topic, group) = (clean(&instance.topic), clean(&instance.consumer_group));
+        let mut tags = format!("topic:{topic},consumer_group:{group}");
+        for tag in &instance.tags {
+            tags.push(',');
+            tags.push_str(tag);
+        }
+        let client = cadence::StatsdClient::builder("", metrics)
+            .with_error_handler(|e| log::debug!("self-metric not sent: {e}"))
+            .build();
+        Reporter {
+            client,
+            checks,
+            counters,
+            last: Snapshot::default(),
+            topic,
+            group,
+            tags,
+            brokers: instance.brokers.clone(),
+        }
+    }
+
+    /// Sends what changed since the last report, and the consumer lag.
+    pub fn report_metrics(&mut self) {
+        use cadence::prelude::*;
+        let now = self.counters.snapshot();
+        let last = std::mem::replace(&mut self.last, now);
+        let counts = [
+            (MESSAGES_CONSUMED, now.messages - last.messages),
+            (
+                MESSAGES_WITHOUT_METRICS,
+                now.messages_without_metrics - last.messages_without_metrics,
+            ),
+            (GAUGES_SENT, now.gauges - last.gauges),
+            (DATAGRAMS_SENT, now.datagrams - last.datagrams),
+            (SEND_ERRORS, now.send_errors - last.send_errors),
+            (KAFKA_ERRORS, now.kafka_errors - last.kafka_errors),
+        ];
+        for (metric, delta) in counts {
+            self.count(metric, delta, None);
+        }
+        for (i, reason) in REJECT_REASONS.iter().enumerate() {
+            self.count(
+                MESSAGES_REJECTED,
+                now.rejected[i] - last.rejected[i],
+                Some(reason),
+            );
+        }
+        for (i, reason) in SkipReason::ALL.iter().enumerate() {
+            self.count(
+                FIELDS_SKIPPED,
+                now.skipped[i] - last.skipped[i],
+                Some(reason.label()),
+            );
+        }
+        for (i, issue) in TimestampIssue::ALL.iter().enumerate() {
+            self.count(
+                TIMESTAMPS_DROPPED,
+                now.timestamp_issues[i] - last.timestamp_issues[i],
+                Some(issue.label()),
+            );
+        }
+        let lag = self.counters.health.consumer_lag.load(Relaxed);
+        if lag >= 0 {
+            self.with_tags(self.client.gauge_with_tags(CONSUMER_LAG.name, lag as u64))
+                .send();
+        }
+    }
+
+    /// Sends both service checks.
+    pub fn report_service_checks(&self) {
+        let health = &self.counters.health;
+        let (status, message) = kafka_status(health, &self.brokers, &self.topic);
+        self.send_check(CAN_CONNECT, status, message.as_deref());
+        let (status, message) = send_status(health);
+        self.send_check(CAN_SEND, status, message.as_deref());
+    }
+
+    fn send_check(&self, name: &str, status: Status, message: Option<&str>) {
+        let datagram = service_check_datagram(name, status, &self.tags, message);
+        if let Err(e) = self.checks.emit(&datagram) {
+            log::debug!("service check {name} not sent: {e}");
+        }
+    }
+
+    fn count(&self, metric: SelfMetric, delta: u64, reason: Option<&str>) {
+        use cadence::prelude::*;
+        // Zero counts are not sent: they cost datagrams and say nothing a count of 0 would not.
+        if delta == 0 {
+            return;
+        }
+        let builder = self.with_tags(self.client.count_with_tags(metric.name, delta as i64));
+        match reason {
+            Some(reason) => builder.with_tag("reason", reason).send(),
+            None => builder.send(),
+        }
+    }
+
+    fn with_tags<'a, T: cadence::Metric + From<String>>(
+        &'a self,
+        builder: cadence::MetricBuilder<'a, 'a, T>,
+    ) -> cadence::MetricBuilder<'a, 'a, T> {
+        let mut builder = builder
+            .with_tag("topic", &self.topic)
+            .with_tag("consumer_group", &self.group);
+        for tag in self.tags.split(',').skip(2) {
+            builder = match tag.split_once(':') {
+                Some((k, v)) => builder.with_tag(k, v),
+                None => builder.with_tag_value(tag),
+            };
+        }
+        builder
+    }
+}
+
+/// Runs a reporter on its own thread until `done` is raised, then sends a last report.
+pub fn spawn_reporter(
+    mut reporter: Reporter,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    metrics_every: std::time::Duration,
+    checks_every: std::time::Duration,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    use std::time::Instant;
+    std::thread::Builder::new()
+        .name("telemetry".into())
+        .spawn(move || {
+            let mut next_metrics = Instant::now() + metrics_every;
+            let mut next_checks = Instant::now() + checks_every;
+            while !done.load(Relaxed) {
+                std::thread::sleep(std::time::Duration::from_millis(50).min(metrics_every));
+                let now = Instant::now();
+                if now >= next_metrics {
+                    next_metrics = now + metrics_every;
+                    reporter.report_metrics();
+                }
+                if now >= next_checks {
+                    next_checks = now + checks_every;
+                    reporter.report_service_checks();
+                }
+            }
+            reporter.report_metrics();
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,5 +731,69 @@ mod tests {
         assert_eq!(sum.skipped(SkipReason::Array), 2);
         assert_eq!(sum.timestamp_issues(TimestampIssue::OutOfWindow), 2);
         assert_eq!(sum.describe_skips(), "array=2 rejected_invalid_json=2");
+    }
+
+    #[test]
+    fn service_check_messages_cannot_break_the_datagram() {
+        let d = service_check_datagram(CAN_CONNECT, Status::Critical, "topic:t", Some("a|b\nc"));
+        assert_eq!(d, "_sc|algorithmia.kafka.can_connect|2|#topic:t|m:a b c");
+        assert_eq!(
+            service_check_datagram(CAN_SEND, Status::Ok, "", None),
+            "_sc|algorithmia.forwarder.can_send|0"
+        );
+    }
+
+    #[test]
+    fn kafka_status_follows_statistics_and_errors() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let brokers = ["k1:9092".to_string()];
+        let health = Health::default();
+        assert_eq!(kafka_status(&health, &brokers, "t").0, Status::Unknown);
+        health.kafka_problem("BrokerTransportFailure: connection refused");
+        let (status, message) = kafka_status(&health, &brokers, "t");
+        assert_eq!(status, Status::Critical);
+        assert!(message.unwrap().contains("connection refused"));
+        health.stats_seen.store(true, Relaxed);
+        health.brokers_known.store(1, Relaxed);
+        assert_eq!(
+            kafka_status(&health, &brokers, "t").0,
+            Status::Critical,
+            "no broker up"
+        );
+        health.brokers_up.store(1, Relaxed);
+        assert_eq!(
+            kafka_status(&health, &brokers, "t").0,
+            Status::Ok,
+            "a transient error with a broker up"
+        );
+        health.kafka_problem("MessageConsumption(UnknownTopicOrPartition): topic missing");
+        let (status, message) = kafka_status(&health, &brokers, "t");
+        assert_eq!(status, Status::Critical);
+        assert!(message.unwrap().starts_with("topic t:"));
+        health.kafka_ok();
+        assert_eq!(kafka_status(&health, &brokers, "t").0, Status::Ok);
+    }
+
+    #[test]
+    fn send_status_warns_while_writes_fail_and_recovers() {
+        let health = Health::default();
+        assert_eq!(send_status(&health).0, Status::Ok);
+        health.sink_failed("Connection refused");
+        let (status, message) = send_status(&health);
+        assert_eq!(status, Status::Warning);
+        assert!(message.unwrap().contains("Connection refused"));
+        health.sink_ok();
+        assert_eq!(send_status(&health).0, Status::Ok);
+    }
+
+    #[test]
+    fn every_self_metric_is_under_the_forwarder_prefix_and_unique() {
+        let mut names: Vec<&str> = SELF_METRICS.iter().map(|m| m.name).collect();
+        assert!(names
+            .iter()
+            .all(|n| n.starts_with("algorithmia.forwarder.")));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SELF_METRICS.len());
     }
 }

@@ -121,11 +121,27 @@ pub fn unix_socket_path() -> PathBuf {
     dir.join("dsd.socket")
 }
 
-/// Collects datagrams until `lines` lines arrived or `timeout` passed.
+/// Whether a line is the forwarder's report on itself rather than a forwarded gauge.
+pub fn is_self_monitoring(line: &str) -> bool {
+    line.starts_with("algorithmia.forwarder.") || line.starts_with("_sc|")
+}
+
+/// Collects the forwarded gauges (not the self-monitoring) until `lines` lines arrived or
+/// `timeout` passed; also returns the size of every datagram of forwarded gauges.
 pub fn collect_lines(
     agent: &impl Datagrams,
     lines: usize,
     timeout: Duration,
+) -> (Vec<String>, Vec<usize>) {
+    collect_all(agent, lines, timeout, |l| !is_self_monitoring(l))
+}
+
+/// Collects lines that pass `keep` until `lines` of them arrived or `timeout` passed.
+pub fn collect_all(
+    agent: &impl Datagrams,
+    lines: usize,
+    timeout: Duration,
+    keep: impl Fn(&str) -> bool,
 ) -> (Vec<String>, Vec<usize>) {
     let deadline = Instant::now() + timeout;
     let mut got = Vec::new();
@@ -136,22 +152,30 @@ pub fn collect_lines(
             break;
         }
         if let Some(d) = agent.recv_datagram(left) {
-            sizes.push(d.len());
+            let size = d.len();
             let text = String::from_utf8(d).expect("datagrams are UTF-8");
-            got.extend(text.split('\n').map(str::to_string));
+            let kept: Vec<String> = text
+                .split('\n')
+                .filter(|l| keep(l))
+                .map(str::to_string)
+                .collect();
+            if !kept.is_empty() {
+                sizes.push(size);
+                got.extend(kept);
+            }
         }
     }
     (got, sizes)
 }
 
-/// Whatever else arrives within `quiet`.
+/// Whatever other forwarded gauges arrive until nothing came for `quiet`.
 pub fn drain(agent: &impl Datagrams, quiet: Duration) -> Vec<String> {
     let mut got = Vec::new();
     while let Some(d) = agent.recv_datagram(quiet) {
+        let text = String::from_utf8(d).expect("datagrams are UTF-8");
         got.extend(
-            String::from_utf8(d)
-                .unwrap()
-                .split('\n')
+            text.split('\n')
+                .filter(|l| !is_self_monitoring(l))
                 .map(str::to_string),
         );
     }
