@@ -11,10 +11,12 @@
 //! - [`shutdown`]: signals and the stop deadline;
 //! - [`telemetry`]: what the forwarder counts about itself.
 //!
-//! [`embedded`] and [`demo`] run the same pipeline against an in-process Kafka.
+//! [`embedded`] and [`demo`] run the same pipeline against an in-process Kafka; [`assets`]
+//! installs the bundled dashboard and monitors through the Datadog API.
 
 #![warn(missing_docs)]
 
+pub mod assets;
 pub mod config;
 pub mod decode;
 pub mod demo;

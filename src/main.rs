@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use algorithmia_datadog::config::{process_env, Config, ConfigSource};
 use algorithmia_datadog::pipeline::{self, Output, RunOptions};
 use algorithmia_datadog::shutdown::Shutdown;
-use algorithmia_datadog::{demo, source};
+use algorithmia_datadog::{assets, demo, source};
 
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
@@ -32,6 +32,20 @@ enum Command {
     CheckConfig(ConfigArg),
     /// Forward realistic sample messages from an embedded Kafka to the configured Agent.
     Demo(DemoArgs),
+    /// Manage the bundled Datadog dashboard and monitors.
+    #[command(subcommand)]
+    Assets(AssetsCommand),
+}
+
+#[derive(Subcommand)]
+enum AssetsCommand {
+    /// Create the dashboard and monitors in your account, or update the ones with the same title
+    /// (DD_API_KEY, DD_APP_KEY, DD_SITE).
+    Install {
+        /// The API's base URL, instead of https://api.<DD_SITE> (a proxy, a test server).
+        #[arg(long, value_name = "URL")]
+        api_url: Option<String>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -69,6 +83,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Demo(args) => run_demo(args),
+        Command::Assets(AssetsCommand::Install { api_url }) => install_assets(api_url.as_deref()),
     }
 }
 
@@ -171,6 +186,28 @@ fn run_demo(args: DemoArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn install_assets(api_url: Option<&str>) -> ExitCode {
+    let settings = match assets::ApiSettings::from_env(&process_env, api_url) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match assets::install(&settings) {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                println!("{outcome}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("assets install failed: {e}");
             ExitCode::FAILURE
         }
     }
