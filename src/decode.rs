@@ -195,7 +195,9 @@ fn quote_non_finite_words(text: &str) -> Option<String> {
             i += 1;
             continue;
         }
-        if let Some(word) = WORDS.iter().find(|w| text[i..].starts_with(**w)) {
+        // Compared as bytes: `i` may sit inside a multi-byte character of broken input, and the
+        // words are ASCII, so every cut below falls on a character boundary.
+        if let Some(word) = WORDS.iter().find(|w| bytes[i..].starts_with(w.as_bytes())) {
             out.push_str(&text[copied..i]);
             out.push('"');
             out.push_str(word);
@@ -448,6 +450,41 @@ mod tests {
         assert_eq!(m.get("c"), Some(&FieldValue::Str("Infinity".into())));
         assert_eq!(m.get("d"), Some(&FieldValue::Str("NaN in a string".into())));
         assert_eq!(m.get("e"), Some(&FieldValue::UInt(2)));
+    }
+
+    #[test]
+    fn no_input_makes_the_decoder_panic() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet: &[u8] = b"{}[]\",:0123456789.eE+-truefalsnNaIiy \\\xc3\xa9\xff\x00";
+        let seeds = [
+            br#"{"a":NaN,"b":"x"}"#.to_vec(),
+            "{\"é\":Infinity, é}".as_bytes().to_vec(),
+            br#"{"risk_score":0.2,"time":"2021-02-20T00:21:54"}"#.to_vec(),
+        ];
+        for round in 0..20_000 {
+            let mut input = seeds[round % seeds.len()].clone();
+            for _ in 0..(next() % 6) {
+                let at = (next() as usize) % (input.len() + 1);
+                match next() % 3 {
+                    0 if at < input.len() => {
+                        input.remove(at);
+                    }
+                    1 if at < input.len() => {
+                        input[at] = alphabet[(next() as usize) % alphabet.len()]
+                    }
+                    _ => input.insert(at, alphabet[(next() as usize) % alphabet.len()]),
+                }
+            }
+            // Must return, never panic, whatever the bytes.
+            let _ = decode(&input);
+        }
+        assert!(decode("{\"a\":1, é NaN}".as_bytes()).is_err());
     }
 
     #[test]

@@ -216,7 +216,12 @@ pub fn run_with_counters(
                 std::thread::Builder::new()
                     .name(format!("instance-{}", instance.index))
                     .spawn_scoped(scope, move || {
-                        run_instance(config, instance, options, counters)
+                        let result = run_instance(config, instance, options, counters);
+                        if result.is_err() {
+                            // One failed instance stops the others: the process exits non-zero.
+                            options.stop.store(true, Ordering::Relaxed);
+                        }
+                        result
                     })
             })
             .collect();
@@ -234,8 +239,6 @@ pub fn run_with_counters(
     });
     let mut total = Snapshot::default();
     for result in results {
-        // A failed instance stops the others: the process is about to exit non-zero.
-        options.stop.store(true, Ordering::Relaxed);
         total = total.merged(&result?);
     }
     Ok(total)
