@@ -278,8 +278,12 @@ fn two_forwarders_in_one_group_share_the_partitions_without_loss() {
     kafka
         .produce(&topic, (0..400).map(|i| format!(r#"{{"seq":{i}}}"#)))
         .unwrap();
-    let (stop_a, counters_a, a) = start(config(&kafka, &topic, &group, &url, ""));
-    let (stop_b, counters_b, b) = start(config(&kafka, &topic, &group, &url, ""));
+    // A short session: the mock cluster waits the session timeout (less a second) for members
+    // of a rebalancing group, where a real broker uses the rebalance protocol's own timing.
+    let fast =
+        "    kafka_options:\n      session.timeout.ms: 1500\n      heartbeat.interval.ms: 300\n";
+    let (stop_a, counters_a, a) = start(config(&kafka, &topic, &group, &url, fast));
+    let (stop_b, counters_b, b) = start(config(&kafka, &topic, &group, &url, fast));
     let mut seen = std::collections::BTreeSet::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     while seen.len() < 400 && Instant::now() < deadline {
