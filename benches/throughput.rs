@@ -50,7 +50,13 @@ fn main() {
             loop {
                 match receiver.recv(&mut buf) {
                     Ok(n) => {
-                        let lines = buf[..n].iter().filter(|b| **b == b'\n').count() as u64 + 1;
+                        // Forwarded gauges only, not the forwarder's reports on itself.
+                        let lines = buf[..n]
+                            .split(|b| *b == b'\n')
+                            .filter(|l| {
+                                std::str::from_utf8(l).is_ok_and(|l| !common::is_self_monitoring(l))
+                            })
+                            .count() as u64;
                         received.fetch_add(lines, Ordering::Relaxed);
                         datagrams.fetch_add(1, Ordering::Relaxed);
                     }
