@@ -29,7 +29,7 @@ pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
 
 /// librdkafka properties the forwarder relies on for its delivery guarantee; `kafka_options` may
 /// not change them.
-const PROTECTED_KAFKA_OPTIONS: &[&str] = &["enable.auto.offset.store"];
+const PROTECTED_KAFKA_OPTIONS: &[&str] = &["enable.auto.offset.store", "enable.auto.commit"];
 
 /// A configuration that cannot be used, with the place and the reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -443,7 +443,14 @@ impl Config {
                 p if p == "." => "(top level)".to_string(),
                 p => p,
             };
-            ConfigError::new(origin, key, e.inner().to_string())
+            // serde quotes the offending value: never for a secret.
+            let last = key.rsplit('.').next().unwrap_or_default();
+            let reason = if last == "sasl_password" || is_secret_property(&key) {
+                "must be a string (the value is not shown: it is a secret)".to_string()
+            } else {
+                e.inner().to_string()
+            };
+            ConfigError::new(origin, key, reason)
         })?;
         Config::validate(raw, origin, env)
     }

@@ -249,7 +249,7 @@ impl MetricMapper {
             let value_start = self.tags.len() + key.len() + 1;
             self.tags.push_str(key);
             self.tags.push(':');
-            let budget = MAX_NAME_CHARS.saturating_sub(key.chars().count() + 1);
+            let budget = MAX_NAME_CHARS.saturating_sub(key.len() + 1);
             match value {
                 FieldValue::Str(s) => push_tag_value(&mut self.tags, s, budget),
                 FieldValue::UInt(v) => self.tags.push_str(itoa::Buffer::new().format(*v)),
@@ -385,21 +385,26 @@ pub fn push_metric_name(out: &mut String, prefix: &str, field: &str) {
 
 /// Appends a tag value cleaned to Datadog's tag rules: letters, digits and `_ - : . /` are kept,
 /// anything else (in particular `,`, `|`, `#` and line breaks) becomes `_`; at most `budget`
-/// characters.
+/// bytes, cut on a character boundary.
 pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
     let clean = value.len() <= budget && value.bytes().all(is_plain_tag_byte);
     if clean {
         out.push_str(value);
         return;
     }
-    for c in value.chars().take(budget) {
-        out.push(
-            if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
-                c
-            } else {
-                '_'
-            },
-        );
+    // The budget counts bytes, not characters: a tag of 200 multi-byte letters would otherwise
+    // make lines, and datagrams, far longer than the Agent expects.
+    let start = out.len();
+    for c in value.chars() {
+        let c = if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
+            c
+        } else {
+            '_'
+        };
+        if out.len() - start + c.len_utf8() > budget {
+            break;
+        }
+        out.push(c);
     }
 }
 

@@ -92,6 +92,19 @@ impl Forwarder {
             }
         }
         self.offsets.message_done(partition, offset);
+        if self.sink.is_empty() {
+            // Nothing of this message, or of any before it, waits in the buffer: delivered.
+            // Without this, a run of messages with no gauge would never have its offsets stored.
+            self.offsets.buffer_sent();
+        }
+        Ok(())
+    }
+
+    /// One attempt to send the buffer, no retry: for the revocation callback, which runs inside
+    /// `poll` and must not hold up the group's rebalance while the Agent is down.
+    pub fn flush_once(&mut self) -> Result<(), std::io::Error> {
+        self.sink.flush_once()?;
+        self.offsets.buffer_sent();
         Ok(())
     }
 
@@ -216,6 +229,7 @@ pub fn run_with_counters(
                 std::thread::Builder::new()
                     .name(format!("instance-{}", instance.index))
                     .spawn_scoped(scope, move || {
+                        let _guard = StopOnPanic(&options.stop);
                         let result = run_instance(config, instance, options, counters);
                         if result.is_err() {
                             // One failed instance stops the others: the process exits non-zero.
@@ -242,6 +256,18 @@ pub fn run_with_counters(
         total = total.merged(&result?);
     }
     Ok(total)
+}
+
+/// Raises the stop flag if the thread it lives on panics, so that the other instances stop and
+/// the process exits instead of forwarding some topics and silently not others.
+struct StopOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for StopOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Runs one instance on the calling thread.
@@ -273,23 +299,7 @@ pub fn run_instance(
         .build();
     let mapper = MetricMapper::for_instance(&config.metric_prefix, instance);
     let forwarder = Forwarder::new(mapper, sink, counters.clone(), &instance.topic);
-    let context = SourceContext::new(forwarder, counters.clone(), &instance.topic);
-    let consumer: BaseConsumer<SourceContext> = client_config(instance)
-        .create_with_context(context)
-        .map_err(kafka_err)?;
-    consumer.subscribe(&[&instance.topic]).map_err(kafka_err)?;
-    log::info!(
-        "instance {}: consuming {} from {} as group {}, sending to {}",
-        instance.index,
-        instance.topic,
-        instance.brokers.join(","),
-        instance.consumer_group,
-        match options.output {
-            Output::Print => "stdout (dry run)".to_string(),
-            _ => config.dogstatsd.to_string(),
-        }
-    );
-
+    // Started before the consumer exists: an error here needs no Kafka shutdown.
     let reporter_done = Arc::new(AtomicBool::new(false));
     let reporter = match options.self_metrics_every {
         Some(every) => Some(start_reporter(
@@ -302,6 +312,40 @@ pub fn run_instance(
         )?),
         None => None,
     };
+    let dry_run = options.output == Output::Print;
+    let context = SourceContext::new(forwarder, counters.clone(), &instance.topic, !dry_run);
+    let mut kafka_config = client_config(instance);
+    if dry_run {
+        // A dry run must not take partitions from the running daemon, nor commit offsets for
+        // messages it only printed: its own group, and no commits.
+        kafka_config
+            .set("group.id", format!("{}-dry-run", instance.consumer_group))
+            .set("enable.auto.commit", "false");
+    }
+    let started = kafka_config.create_with_context(context).and_then(
+        |consumer: BaseConsumer<SourceContext>| {
+            consumer.subscribe(&[&instance.topic])?;
+            Ok(consumer)
+        },
+    );
+    let consumer = match started {
+        Ok(consumer) => consumer,
+        Err(e) => {
+            reporter_done.store(true, Ordering::Relaxed);
+            return Err(kafka_err(e));
+        }
+    };
+    log::info!(
+        "instance {}: consuming {} from {} as group {}, sending to {}",
+        instance.index,
+        instance.topic,
+        instance.brokers.join(","),
+        instance.consumer_group,
+        match options.output {
+            Output::Print => "stdout (dry run)".to_string(),
+            _ => config.dogstatsd.to_string(),
+        }
+    );
 
     let outcome = consume(&consumer, instance, options, &counters);
     let stopping_since = Instant::now();
@@ -392,7 +436,7 @@ fn consume(
             return Ok(());
         }
         flush_deadline = forwarder.flush_deadline();
-        if now >= next_store {
+        if now >= next_store && context.commits_offsets() {
             next_store = now + STORE_INTERVAL;
             if let Some(offsets) = forwarder.offsets.take_unstored(&instance.topic) {
                 drop(forwarder);
@@ -431,6 +475,12 @@ fn shutdown(
         offsets
     };
     let index = instance.index;
+    // A dry run commits nothing.
+    let offsets = if context.commits_offsets() {
+        offsets
+    } else {
+        rdkafka::TopicPartitionList::new()
+    };
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let closer = std::thread::Builder::new()
         .name(format!("close-{index}"))
@@ -471,4 +521,52 @@ fn describe(offsets: &rdkafka::TopicPartitionList) -> String {
         .map(|e| format!("{}:{}", e.partition(), e.offset().to_raw().unwrap_or(-1)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cadence::SpyMetricSink;
+
+    fn forwarder(spy: SpyMetricSink) -> Forwarder {
+        let counters = Arc::new(Counters::default());
+        let sink = DogStatsdSink::builder(spy, 1432)
+            .counters(counters.clone())
+            .build();
+        let mapper = MetricMapper::builder("algorithmia").build();
+        Forwarder::new(mapper, sink, counters, "t")
+    }
+
+    fn stored(f: &mut Forwarder) -> Vec<(i32, i64)> {
+        f.offsets
+            .take_unstored("t")
+            .map(|tpl| {
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn offsets_of_messages_without_gauges_move_on_at_once() {
+        let (_rx, spy) = SpyMetricSink::new();
+        let mut f = forwarder(spy);
+        f.handle(0, 7, Some(b"not json")).unwrap();
+        f.handle(0, 8, Some(br#"{"algorithm_name":"m"}"#)).unwrap();
+        assert_eq!(stored(&mut f), [(0, 9)]);
+    }
+
+    #[test]
+    fn offsets_of_buffered_gauges_wait_for_the_flush() {
+        let (rx, spy) = SpyMetricSink::new();
+        let mut f = forwarder(spy);
+        f.handle(0, 7, Some(br#"{"x":1}"#)).unwrap();
+        f.handle(0, 8, Some(b"not json")).unwrap(); // behind a buffered gauge: waits too
+        assert_eq!(stored(&mut f), []);
+        f.flush().unwrap();
+        assert_eq!(rx.try_recv().unwrap(), b"algorithmia.x:1|g");
+        assert_eq!(stored(&mut f), [(0, 9)]);
+    }
 }

@@ -28,12 +28,16 @@ impl Shutdown {
     /// 10 seconds even if librdkafka hangs.
     pub fn install(hard_deadline: Duration) -> io::Result<Shutdown> {
         let flag = Arc::new(AtomicBool::new(false));
+        // Set by signals only: a stop raised by a failing instance must not be turned into an
+        // exit code 0 by the watchdog.
+        let signalled = Arc::new(AtomicBool::new(false));
         for signal in [SIGTERM, SIGINT] {
             // A second signal while stopping exits immediately with code 1.
-            signal_hook::flag::register_conditional_shutdown(signal, 1, flag.clone())?;
+            signal_hook::flag::register_conditional_shutdown(signal, 1, signalled.clone())?;
             signal_hook::flag::register(signal, flag.clone())?;
+            signal_hook::flag::register(signal, signalled.clone())?;
         }
-        let watched = flag.clone();
+        let watched = signalled;
         std::thread::Builder::new()
             .name("shutdown-watchdog".into())
             .spawn(move || {

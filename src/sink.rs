@@ -20,7 +20,7 @@
 //! ```
 
 use std::io::{self, Write};
-use std::net::UdpSocket;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -100,15 +100,29 @@ impl MetricSink for Transport {
 pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
     match destination {
         Destination::Udp(addr) => {
-            let socket = UdpSocket::bind(if addr.starts_with('[') {
-                "[::]:0"
-            } else {
+            // Resolve once, preferring IPv4 (the Agent listens on 127.0.0.1 by default, while
+            // `localhost` often resolves to ::1 first), and bind a socket of the same family.
+            let resolved: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+            let target = resolved
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or_else(|| resolved.first())
+                .copied()
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!("{addr} resolves to no address"),
+                    )
+                })?;
+            let socket = UdpSocket::bind(if target.is_ipv4() {
                 "0.0.0.0:0"
+            } else {
+                "[::]:0"
             })?;
-            let sink = UdpMetricSink::from(addr.as_str(), socket).map_err(|e| {
+            let sink = UdpMetricSink::from(target, socket).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("cannot resolve {addr}: {e}"),
+                    format!("cannot use {addr}: {e}"),
                 )
             })?;
             Ok(Transport::Udp(sink))
@@ -223,6 +237,30 @@ impl DogStatsdSink {
         Ok(Written::Flushed)
     }
 
+    /// One attempt to send whatever is buffered; on failure the buffer is kept.
+    pub fn flush_once(&mut self) -> io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        match self.transport.emit(&self.buffer) {
+            Ok(_) => {
+                self.counters.health.sink_ok();
+                self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
+                self.buffer.clear();
+                self.oldest = None;
+                Ok(())
+            }
+            Err(e) => {
+                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                self.counters.health.sink_failed(&e.to_string());
+                Err(e)
+            }
+        }
+    }
+
     /// When the buffer must be sent to honour [`MAX_BUFFER_AGE`]; `None` when it is empty.
     pub fn flush_deadline(&self) -> Option<Instant> {
         self.oldest.map(|t| t + MAX_BUFFER_AGE)
@@ -241,20 +279,9 @@ impl DogStatsdSink {
     fn send_buffer(&mut self) -> Result<(), Stopped> {
         let mut delay = self.backoff_start;
         loop {
-            match self.transport.emit(&self.buffer) {
-                Ok(_) => {
-                    self.counters.health.sink_ok();
-                    self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
-                    self.counters
-                        .bytes
-                        .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
-                    self.buffer.clear();
-                    self.oldest = None;
-                    return Ok(());
-                }
+            match self.flush_once() {
+                Ok(()) => return Ok(()),
                 Err(e) => {
-                    self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                    self.counters.health.sink_failed(&e.to_string());
                     if self.stop.load(Ordering::Relaxed) {
                         return Err(Stopped {
                             last_error: e.to_string(),
@@ -393,5 +420,19 @@ mod tests {
         assert!(err.last_error.contains("agent down"));
         assert!(!sink.is_empty());
         assert!(flaky.sent.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn localhost_reaches_an_agent_listening_on_127_0_0_1() {
+        let agent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        agent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let port = agent.local_addr().unwrap().port();
+        let transport = open_transport(&Destination::Udp(format!("localhost:{port}"))).unwrap();
+        transport.emit("a:1|g").unwrap();
+        let mut buf = [0u8; 64];
+        let n = agent.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"a:1|g");
     }
 }

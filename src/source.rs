@@ -206,11 +206,17 @@ pub struct SourceContext {
     pub last_commit_failed: AtomicBool,
     error_log: Mutex<LogLimiter>,
     topic: String,
+    commit_offsets: bool,
 }
 
 impl SourceContext {
     /// A context around a forwarder.
-    pub fn new(forwarder: Forwarder, counters: Arc<Counters>, topic: &str) -> Self {
+    pub fn new(
+        forwarder: Forwarder,
+        counters: Arc<Counters>,
+        topic: &str,
+        commit_offsets: bool,
+    ) -> Self {
         SourceContext {
             forwarder: Mutex::new(forwarder),
             counters,
@@ -218,7 +224,13 @@ impl SourceContext {
             last_commit_failed: AtomicBool::new(false),
             error_log: Mutex::new(LogLimiter::new(10, std::time::Duration::from_secs(60))),
             topic: topic.to_string(),
+            commit_offsets,
         }
+    }
+
+    /// Whether offsets are stored and committed (not in a dry run).
+    pub fn commits_offsets(&self) -> bool {
+        self.commit_offsets
     }
 
     /// Locks the forwarder, even if a panic poisoned the lock (its state stays consistent:
@@ -279,14 +291,17 @@ impl ConsumerContext for SourceContext {
             Rebalance::Revoke(tpl) => {
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 let mut forwarder = self.lock_forwarder();
-                // Send what is buffered so the next owner starts after it, not before it.
-                if let Err(e) = forwarder.flush() {
-                    log::warn!("partitions revoked while the Agent refuses data ({e}); their unsent messages will be consumed again");
+                // Send what is buffered so the next owner starts after it, not before it. One
+                // attempt only: retrying here would hold up the whole group's rebalance while
+                // the Agent is down. If it fails, what was not sent is not committed, and the
+                // next owner consumes it again.
+                if let Err(e) = forwarder.flush_once() {
+                    log::warn!("partitions {partitions:?} revoked while the Agent refuses data ({e}); their unsent messages will be consumed again");
                 }
                 let offsets = forwarder.offsets.delivered(&self.topic, Some(&partitions));
                 forwarder.offsets.forget(&partitions);
                 drop(forwarder);
-                if offsets.count() > 0 {
+                if offsets.count() > 0 && self.commit_offsets {
                     if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
                         self.log_error(&format!("commit on revocation failed: {e}"));
                     }

@@ -182,16 +182,17 @@ fn the_demo_forwards_every_message_to_the_configured_address() {
 }
 
 #[test]
-fn dry_run_writes_datagrams_to_stdout() {
+fn dry_run_writes_datagrams_to_stdout_and_commits_nothing() {
     let (kafka, topic) = kafka_with_topic(1);
     kafka
         .produce(&topic, [r#"{"risk_score":0.5,"algorithm_name":"m"}"#])
         .unwrap();
+    let (agent, url) = udp_agent();
     let dir = scratch_dir();
     let path = write(
         &dir,
         "dry.yaml",
-        &config_yaml(kafka.bootstrap_servers(), &topic, "udp://127.0.0.1:9"),
+        &config_yaml(kafka.bootstrap_servers(), &topic, &url),
     );
     let mut child = forwarder(&dir)
         .args(["run", "--dry-run", "--config"])
@@ -211,6 +212,16 @@ fn dry_run_writes_datagrams_to_stdout() {
         line.as_deref(),
         Some("algorithmia.risk_score:0.5|g|#algorithm_name:m")
     );
+    assert!(
+        drain(&agent, Duration::from_millis(200)).is_empty(),
+        "a dry run sends nothing"
+    );
+
+    // The configured group still has the message: the dry run committed nothing for it.
+    let mut child = start_forwarding(&dir, &path);
+    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(20));
+    terminate(&mut child);
+    assert_eq!(lines, ["algorithmia.risk_score:0.5|g|#algorithm_name:m"]);
 }
 
 fn wait_for<T: Send + 'static>(

@@ -418,3 +418,16 @@ fn an_explicit_file_that_does_not_exist_is_an_error() {
     assert_eq!(e.origin, "/nonexistent/algorithmia.yaml");
     assert!(e.reason.contains("cannot read"), "{e}");
 }
+
+#[test]
+fn a_mistyped_secret_is_rejected_without_echoing_it() {
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n    sasl_mechanism: PLAIN\n    sasl_username: u\n    sasl_password: 12345678\n");
+    assert_eq!(e.key, "instances[0].sasl_password");
+    assert!(!e.to_string().contains("12345678"), "{e}");
+}
+
+#[test]
+fn periodic_commits_cannot_be_turned_off() {
+    let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    kafka_options:\n      enable.auto.commit: false\n");
+    assert_eq!(e.key, "instances[0].kafka_options.enable.auto.commit");
+}

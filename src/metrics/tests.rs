@@ -408,3 +408,15 @@ fn iso8601_parsing_matches_known_instants() {
     assert_eq!(parse_iso8601("2021-02-20T00:21:54+1"), None);
     assert_eq!(parse_iso8601("2021-02-20"), None);
 }
+
+#[test]
+fn tag_values_of_multi_byte_letters_are_cut_at_200_bytes() {
+    let long = "漢".repeat(300);
+    let out = lines(&format!(r#"{{"x":1,"algorithm_name":"{long}"}}"#));
+    let tag = out[0].split("|#").nth(1).unwrap();
+    assert!(tag.len() <= 200, "{} bytes", tag.len());
+    assert!(
+        tag.len() > 190,
+        "cut on a character boundary, not much shorter"
+    );
+}
