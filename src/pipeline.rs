@@ -5,6 +5,10 @@
 //! and tells the [`OffsetTracker`] when that message is safely with the Agent. [`run_instance`]
 //! owns the consumer, stores offsets, and shuts down within a fixed budget even when the broker
 //! is slow or gone.
+//!
+//! When the Agent refuses a write, the loop pauses the assignment and keeps polling (rebalances
+//! and the group go on) while it retries the sink with back-off; it resumes once everything held
+//! back went out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,7 +21,7 @@ use crate::config::{Config, Instance};
 use crate::decode::decode;
 use crate::metrics::MetricMapper;
 use crate::sink::{
-    open_transport, DogStatsdSink, StdoutMetricSink, Stopped, TeeMetricSink, Transport, Written,
+    open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport, Written,
 };
 use crate::source::{client_config, OffsetTracker, SourceContext};
 use crate::telemetry::{spawn_reporter, Counters, LogLimiter, Reporter, Snapshot};
@@ -25,6 +29,10 @@ use crate::telemetry::{spawn_reporter, Counters, LogLimiter, Reporter, Snapshot}
 /// How often delivered offsets are handed to librdkafka (which commits them every
 /// [`crate::source::AUTO_COMMIT_INTERVAL_MS`]).
 pub const STORE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// First and longest wait between write attempts while the Agent refuses data.
+const RETRY_FIRST: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The longest `poll` wait, so that the stop flag is seen promptly.
 const MAX_POLL_WAIT: Duration = Duration::from_millis(100);
@@ -60,22 +68,18 @@ impl Forwarder {
 
     /// Handles one message. A message that cannot be decoded is counted, logged and passed over:
     /// its offset moves on like any other, so it never stalls its partition.
-    pub fn handle(
-        &mut self,
-        partition: i32,
-        offset: i64,
-        payload: Option<&[u8]>,
-    ) -> Result<(), Stopped> {
+    pub fn handle(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
         self.counters.messages.fetch_add(1, Ordering::Relaxed);
         match decode(payload.unwrap_or_default()) {
             Ok(message) => {
                 let (sink, offsets) = (&mut self.sink, &mut self.offsets);
-                self.mapper.map_message(&message, &self.counters, |line| {
-                    if sink.push_line(line)? == Written::Flushed {
+                let mapped = self.mapper.map_message(&message, &self.counters, |line| {
+                    if sink.push_line(line) == Written::Flushed {
                         offsets.buffer_sent();
                     }
-                    Ok(())
-                })?;
+                    Ok::<(), std::convert::Infallible>(())
+                });
+                let Ok(_) = mapped;
             }
             Err(e) => {
                 self.counters.reject(e.reason());
@@ -97,30 +101,32 @@ impl Forwarder {
             // Without this, a run of messages with no gauge would never have its offsets stored.
             self.offsets.buffer_sent();
         }
-        Ok(())
     }
 
-    /// One attempt to send the buffer, no retry: for the revocation callback, which runs inside
-    /// `poll` and must not hold up the group's rebalance while the Agent is down.
-    pub fn flush_once(&mut self) -> Result<(), std::io::Error> {
-        self.sink.flush_once()?;
-        self.offsets.buffer_sent();
-        Ok(())
-    }
-
-    /// Sends the buffer if it is older than the flush interval.
-    pub fn flush_if_due(&mut self, now: Instant) -> Result<(), Stopped> {
+    /// Sends the buffer if it is older than the flush interval (a blocked sink is retried by
+    /// the caller, on its own schedule).
+    pub fn flush_if_due(&mut self, now: Instant) {
         match self.sink.flush_deadline() {
-            Some(deadline) if now >= deadline => self.flush(),
-            _ => Ok(()),
+            Some(deadline) if now >= deadline && !self.sink.is_blocked() => {
+                self.flush();
+            }
+            _ => {}
         }
     }
 
-    /// Sends the buffer now; afterwards every handled message is delivered.
-    pub fn flush(&mut self) -> Result<(), Stopped> {
-        self.sink.flush()?;
-        self.offsets.buffer_sent();
-        Ok(())
+    /// One attempt to send everything unsent. `true` when it all went out: every handled
+    /// message is then delivered. `false` leaves the forwarder blocked, its offsets held back.
+    pub fn flush(&mut self) -> bool {
+        let all_sent = self.sink.flush();
+        if all_sent {
+            self.offsets.buffer_sent();
+        }
+        all_sent
+    }
+
+    /// Whether the Agent refused a write that has not gone out since.
+    pub fn is_blocked(&self) -> bool {
+        self.sink.is_blocked()
     }
 
     /// When the buffer must be sent, if it holds anything.
@@ -294,7 +300,6 @@ pub fn run_instance(
         Output::SendAndPrint => Box::new(TeeMetricSink(Box::new(open()?), StdoutMetricSink)),
     };
     let sink = DogStatsdSink::builder_boxed(transport, config.dogstatsd.max_datagram_bytes())
-        .stop_flag(options.stop.clone())
         .counters(counters.clone())
         .build();
     let mapper = MetricMapper::for_instance(&config.metric_prefix, instance);
@@ -392,6 +397,8 @@ fn consume(
     let context = consumer.context();
     let mut next_store = Instant::now() + STORE_INTERVAL;
     let mut flush_deadline: Option<Instant> = None;
+    // While the Agent refuses data: when to try again, and the current back-off.
+    let mut retry: Option<(Instant, Duration)> = None;
     loop {
         if options.stop.load(Ordering::Relaxed) {
             return Ok(());
@@ -403,15 +410,21 @@ fn consume(
             return Ok(());
         }
         let now = Instant::now();
-        let wait = flush_deadline
+        let mut wait = flush_deadline
             .map_or(MAX_POLL_WAIT, |d| d.saturating_duration_since(now))
             .min(MAX_POLL_WAIT);
+        if let Some((at, _)) = retry {
+            wait = wait.min(at.saturating_duration_since(now));
+            // Keep polling, so that rebalances and the group go on, but fetch nothing new.
+            // Again each time: partitions may have been assigned since.
+            set_paused(consumer, true);
+        }
         let polled = consumer.poll(wait);
         let mut forwarder = context.lock_forwarder();
-        let handled = match polled {
+        match polled {
             Some(Ok(message)) => {
                 counters.health.kafka_ok();
-                forwarder.handle(message.partition(), message.offset(), message.payload())
+                forwarder.handle(message.partition(), message.offset(), message.payload());
             }
             Some(Err(e)) => {
                 counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
@@ -425,15 +438,27 @@ fn consume(
                         reason,
                     });
                 }
-                Ok(())
             }
-            None => Ok(()),
-        };
+            None => {}
+        }
         let now = Instant::now();
-        let flushed = handled.and_then(|()| forwarder.flush_if_due(now));
-        if flushed.is_err() {
-            // Only a raised stop flag ends the sink's retrying: go and shut down.
-            return Ok(());
+        match retry {
+            None => {
+                forwarder.flush_if_due(now);
+                if forwarder.is_blocked() {
+                    retry = Some((now + RETRY_FIRST, RETRY_FIRST));
+                }
+            }
+            Some((at, backoff)) if now >= at => {
+                if forwarder.flush() {
+                    retry = None;
+                    set_paused(consumer, false);
+                } else {
+                    let backoff = (backoff * 2).min(RETRY_MAX);
+                    retry = Some((now + backoff, backoff));
+                }
+            }
+            Some(_) => {}
         }
         flush_deadline = forwarder.flush_deadline();
         if now >= next_store && context.commits_offsets() {
@@ -446,6 +471,29 @@ fn consume(
                 }
             }
         }
+    }
+}
+
+/// Pauses or resumes fetching for the whole current assignment. librdkafka drops what it had
+/// fetched for a paused partition and, on resume, fetches again from the next message the
+/// application has not seen, so nothing is skipped.
+fn set_paused(consumer: &BaseConsumer<SourceContext>, paused: bool) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    if assignment.count() == 0 {
+        return;
+    }
+    let result = if paused {
+        consumer.pause(&assignment)
+    } else {
+        consumer.resume(&assignment)
+    };
+    if let Err(e) = result {
+        log::debug!(
+            "cannot {} the assignment: {e}",
+            if paused { "pause" } else { "resume" }
+        );
     }
 }
 
@@ -462,9 +510,9 @@ fn shutdown(
     let context = consumer.context();
     let offsets = {
         let mut forwarder = context.lock_forwarder();
-        if let Err(e) = forwarder.flush() {
+        if !forwarder.flush() {
             log::warn!(
-                "instance {}: {e}; unsent messages will be consumed again",
+                "instance {}: the Agent still refuses data; the unsent messages will be consumed again",
                 instance.index
             );
         }
@@ -553,8 +601,8 @@ mod tests {
     fn offsets_of_messages_without_gauges_move_on_at_once() {
         let (_rx, spy) = SpyMetricSink::new();
         let mut f = forwarder(spy);
-        f.handle(0, 7, Some(b"not json")).unwrap();
-        f.handle(0, 8, Some(br#"{"algorithm_name":"m"}"#)).unwrap();
+        f.handle(0, 7, Some(b"not json"));
+        f.handle(0, 8, Some(br#"{"algorithm_name":"m"}"#));
         assert_eq!(stored(&mut f), [(0, 9)]);
     }
 
@@ -562,10 +610,10 @@ mod tests {
     fn offsets_of_buffered_gauges_wait_for_the_flush() {
         let (rx, spy) = SpyMetricSink::new();
         let mut f = forwarder(spy);
-        f.handle(0, 7, Some(br#"{"x":1}"#)).unwrap();
-        f.handle(0, 8, Some(b"not json")).unwrap(); // behind a buffered gauge: waits too
+        f.handle(0, 7, Some(br#"{"x":1}"#));
+        f.handle(0, 8, Some(b"not json")); // behind a buffered gauge: waits too
         assert_eq!(stored(&mut f), []);
-        f.flush().unwrap();
+        assert!(f.flush());
         assert_eq!(rx.try_recv().unwrap(), b"algorithmia.x:1|g");
         assert_eq!(stored(&mut f), [(0, 9)]);
     }

@@ -2,10 +2,14 @@
 //! [`MetricSink`] (UDP, Unix datagram socket, or standard output for `--dry-run`).
 //!
 //! The sink knows exactly when data has left the process, which is what the source needs to
-//! store offsets: [`DogStatsdSink::push_line`] and [`DogStatsdSink::flush`] return
-//! [`Written::Flushed`] when the whole buffer, and so every line pushed before, was accepted by
-//! the socket. A failed write is retried with back-off until it succeeds or the stop flag is
-//! raised; the buffer is kept, so nothing is lost while the Agent restarts.
+//! store offsets: [`DogStatsdSink::push_line`] returns [`Written::Flushed`] when the buffer, and
+//! so every line pushed before, was accepted by the socket, and [`DogStatsdSink::flush`] returns
+//! `true` when nothing at all is left unsent.
+//!
+//! It never sleeps: when a write fails (the Agent restarts, its socket is missing or full) the
+//! sink turns *blocked*, keeps the unsent datagram and holds back every further line, and the
+//! caller retries [`DogStatsdSink::flush`] with back-off while it keeps serving Kafka (see
+//! [`crate::pipeline`]). Nothing is lost, and nothing is reported sent before it was.
 //!
 //! ```
 //! use algorithmia_datadog::sink::{DogStatsdSink, Written};
@@ -13,16 +17,16 @@
 //!
 //! let (datagrams, spy) = SpyMetricSink::new();
 //! let mut sink = DogStatsdSink::builder(spy, 24).build();
-//! assert_eq!(sink.push_line("a.b:1|g").unwrap(), Written::Buffered);
-//! assert_eq!(sink.push_line("a.c:2|g").unwrap(), Written::Buffered);
-//! assert_eq!(sink.push_line("a.long_name:3|g").unwrap(), Written::Flushed); // did not fit
+//! assert_eq!(sink.push_line("a.b:1|g"), Written::Buffered);
+//! assert_eq!(sink.push_line("a.c:2|g"), Written::Buffered);
+//! assert_eq!(sink.push_line("a.long_name:3|g"), Written::Flushed); // did not fit
 //! assert_eq!(datagrams.try_recv().unwrap(), b"a.b:1|g\na.c:2|g");
 //! ```
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,17 +43,11 @@ pub const MAX_BUFFER_AGE: Duration = Duration::from_millis(100);
 pub enum Written {
     /// The line is in the buffer; earlier lines may be too.
     Buffered,
-    /// Everything pushed before this call was accepted by the socket (the line itself, when it
-    /// is a `push_line`, is in the now otherwise empty buffer).
+    /// Everything pushed before this call was accepted by the socket (the line itself is in the
+    /// now otherwise empty buffer).
     Flushed,
-}
-
-/// The sink gave up because the stop flag was raised while a write kept failing.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("stopped while the DogStatsD destination was refusing datagrams: {last_error}")]
-pub struct Stopped {
-    /// The last socket error.
-    pub last_error: String,
+    /// A write failed: the line is held back with everything unsent, until a `flush` succeeds.
+    Blocked,
 }
 
 /// Writes each datagram's lines to standard output, for `--dry-run`.
@@ -140,12 +138,12 @@ pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
 pub struct DogStatsdSink {
     transport: Box<dyn MetricSink + Send + Sync>,
     buffer: String,
+    /// Lines pushed while blocked, in order, waiting for the buffer to go out.
+    held_back: Vec<String>,
+    blocked: bool,
     max_datagram: usize,
     oldest: Option<Instant>,
-    stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
-    backoff_start: Duration,
-    backoff_max: Duration,
     error_log: crate::telemetry::LogLimiter,
 }
 
@@ -155,20 +153,9 @@ pub struct DogStatsdSinkBuilder {
 }
 
 impl DogStatsdSinkBuilder {
-    /// The flag that ends retrying (shared with the signal handler).
-    pub fn stop_flag(mut self, stop: Arc<AtomicBool>) -> Self {
-        self.sink.stop = stop;
-        self
-    }
     /// Where datagrams, bytes and send errors are counted.
     pub fn counters(mut self, counters: Arc<Counters>) -> Self {
         self.sink.counters = counters;
-        self
-    }
-    /// First and longest wait between retries of a failed write.
-    pub fn backoff(mut self, start: Duration, max: Duration) -> Self {
-        self.sink.backoff_start = start;
-        self.sink.backoff_max = max;
         self
     }
     /// Finishes the sink.
@@ -195,12 +182,11 @@ impl DogStatsdSink {
             sink: DogStatsdSink {
                 transport,
                 buffer: String::with_capacity(max_datagram),
+                held_back: Vec::new(),
+                blocked: false,
                 max_datagram,
                 oldest: None,
-                stop: Arc::new(AtomicBool::new(false)),
                 counters: Arc::new(Counters::default()),
-                backoff_start: Duration::from_millis(50),
-                backoff_max: Duration::from_secs(5),
                 error_log: crate::telemetry::LogLimiter::new(5, Duration::from_secs(60)),
             },
         }
@@ -209,7 +195,11 @@ impl DogStatsdSink {
     /// Adds one line (no trailing newline). Sends the buffer first if the line does not fit.
     ///
     /// A line longer than a datagram is sent on its own: cutting it would corrupt it.
-    pub fn push_line(&mut self, line: &str) -> Result<Written, Stopped> {
+    pub fn push_line(&mut self, line: &str) -> Written {
+        if self.blocked {
+            self.held_back.push(line.to_string());
+            return Written::Blocked;
+        }
         let needed = if self.buffer.is_empty() {
             line.len()
         } else {
@@ -217,7 +207,10 @@ impl DogStatsdSink {
         };
         let mut written = Written::Buffered;
         if needed > self.max_datagram && !self.buffer.is_empty() {
-            self.send_buffer()?;
+            if !self.send_buffer() {
+                self.held_back.push(line.to_string());
+                return Written::Blocked;
+            }
             written = Written::Flushed;
         }
         if self.buffer.is_empty() {
@@ -226,39 +219,32 @@ impl DogStatsdSink {
             self.buffer.push('\n');
         }
         self.buffer.push_str(line);
-        Ok(written)
+        written
     }
 
-    /// Sends whatever is buffered.
-    pub fn flush(&mut self) -> Result<Written, Stopped> {
-        if !self.buffer.is_empty() {
-            self.send_buffer()?;
+    /// Tries to send everything not sent yet: the buffer, then the held-back lines, packed.
+    /// Returns `true` when nothing is left, `false` (and the sink stays or turns blocked) when a
+    /// write failed. One attempt per datagram: the caller decides when to try again.
+    pub fn flush(&mut self) -> bool {
+        if !self.buffer.is_empty() && !self.send_buffer() {
+            return false;
         }
-        Ok(Written::Flushed)
+        self.blocked = false;
+        let held_back = std::mem::take(&mut self.held_back);
+        let mut lines = held_back.into_iter();
+        for line in lines.by_ref() {
+            if self.push_line(&line) == Written::Blocked {
+                // `push_line` held this one back; the rest follow it, in order.
+                self.held_back.extend(lines);
+                return false;
+            }
+        }
+        self.buffer.is_empty() || self.send_buffer()
     }
 
-    /// One attempt to send whatever is buffered; on failure the buffer is kept.
-    pub fn flush_once(&mut self) -> io::Result<()> {
-        if self.buffer.is_empty() {
-            return Ok(());
-        }
-        match self.transport.emit(&self.buffer) {
-            Ok(_) => {
-                self.counters.health.sink_ok();
-                self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .bytes
-                    .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
-                self.buffer.clear();
-                self.oldest = None;
-                Ok(())
-            }
-            Err(e) => {
-                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
-                self.counters.health.sink_failed(&e.to_string());
-                Err(e)
-            }
-        }
+    /// Whether a write failed and has not succeeded since.
+    pub fn is_blocked(&self) -> bool {
+        self.blocked
     }
 
     /// When the buffer must be sent to honour [`MAX_BUFFER_AGE`]; `None` when it is empty.
@@ -268,49 +254,36 @@ impl DogStatsdSink {
 
     /// Whether nothing waits to be sent.
     pub fn is_empty(&self) -> bool {
-        self.buffer.is_empty()
+        self.buffer.is_empty() && self.held_back.is_empty()
     }
 
-    /// Sends one datagram that is not part of the packed stream (self-monitoring). Not retried.
-    pub fn send_now(&self, datagram: &str) -> io::Result<usize> {
-        self.transport.emit(datagram)
-    }
-
-    fn send_buffer(&mut self) -> Result<(), Stopped> {
-        let mut delay = self.backoff_start;
-        loop {
-            match self.flush_once() {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    if self.stop.load(Ordering::Relaxed) {
-                        return Err(Stopped {
-                            last_error: e.to_string(),
-                        });
-                    }
-                    if let Some(suppressed) = self.error_log.allow() {
-                        log::warn!(
-                            "DogStatsD write of {} bytes failed: {e}; retrying in {delay:?}, offsets held back \
-                             until it succeeds ({suppressed} similar messages suppressed)",
-                            self.buffer.len()
-                        );
-                    }
-                    sleep_unless_stopped(delay, &self.stop);
-                    delay = (delay * 2).min(self.backoff_max);
+    /// One write of the buffer. On failure the buffer is kept and the sink is blocked.
+    fn send_buffer(&mut self) -> bool {
+        match self.transport.emit(&self.buffer) {
+            Ok(_) => {
+                self.counters.health.sink_ok();
+                self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .bytes
+                    .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
+                self.buffer.clear();
+                self.oldest = None;
+                true
+            }
+            Err(e) => {
+                self.blocked = true;
+                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                self.counters.health.sink_failed(&e.to_string());
+                if let Some(suppressed) = self.error_log.allow() {
+                    log::warn!(
+                        "DogStatsD write of {} bytes failed: {e}; holding the data and the Kafka offsets \
+                         back until it succeeds ({suppressed} similar messages suppressed)",
+                        self.buffer.len()
+                    );
                 }
+                false
             }
         }
-    }
-}
-
-/// Sleeps up to `total`, waking early when `stop` is raised.
-pub fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
-    let deadline = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= deadline {
-            return;
-        }
-        std::thread::sleep((deadline - now).min(Duration::from_millis(20)));
     }
 }
 
@@ -324,10 +297,10 @@ mod tests {
     fn lines_are_packed_up_to_the_datagram_limit() {
         let (rx, spy) = SpyMetricSink::new();
         let mut sink = DogStatsdSink::builder(spy, 20).build();
-        assert_eq!(sink.push_line("aaaaaaaa:1|g").unwrap(), Written::Buffered); // 12 bytes
-        assert_eq!(sink.push_line("bb:2|g").unwrap(), Written::Buffered); // 12 + 1 + 6 = 19
-        assert_eq!(sink.push_line("c:3|g").unwrap(), Written::Flushed); // would be 25
-        sink.flush().unwrap();
+        assert_eq!(sink.push_line("aaaaaaaa:1|g"), Written::Buffered); // 12 bytes
+        assert_eq!(sink.push_line("bb:2|g"), Written::Buffered); // 12 + 1 + 6 = 19
+        assert_eq!(sink.push_line("c:3|g"), Written::Flushed); // would be 25
+        assert!(sink.flush());
         let got: Vec<String> = rx
             .try_iter()
             .map(|d| String::from_utf8(d).unwrap())
@@ -339,10 +312,10 @@ mod tests {
     fn a_line_longer_than_a_datagram_goes_alone_and_whole() {
         let (rx, spy) = SpyMetricSink::new();
         let mut sink = DogStatsdSink::builder(spy, 10).build();
-        sink.push_line("a:1|g").unwrap();
-        sink.push_line("a_very_long_metric_name:1|g").unwrap();
-        sink.push_line("b:1|g").unwrap();
-        sink.flush().unwrap();
+        sink.push_line("a:1|g");
+        sink.push_line("a_very_long_metric_name:1|g");
+        sink.push_line("b:1|g");
+        assert!(sink.flush());
         let got: Vec<String> = rx
             .try_iter()
             .map(|d| String::from_utf8(d).unwrap())
@@ -356,10 +329,10 @@ mod tests {
         let mut sink = DogStatsdSink::builder(spy, 100).build();
         assert_eq!(sink.flush_deadline(), None);
         let before = Instant::now();
-        sink.push_line("a:1|g").unwrap();
+        sink.push_line("a:1|g");
         let deadline = sink.flush_deadline().unwrap();
         assert!(deadline >= before + MAX_BUFFER_AGE);
-        sink.flush().unwrap();
+        assert!(sink.flush());
         assert_eq!(sink.flush_deadline(), None);
         assert!(sink.is_empty());
     }
@@ -388,38 +361,54 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_write_is_retried_and_nothing_is_lost() {
+    fn a_failed_write_blocks_the_sink_until_a_flush_gets_everything_out_in_order() {
         let flaky = Arc::new(Flaky {
-            failures: AtomicUsize::new(3),
+            failures: AtomicUsize::new(2),
             sent: Default::default(),
         });
         let counters = Arc::new(Counters::default());
-        let mut sink = DogStatsdSink::builder(Shared(flaky.clone()), 100)
-            .backoff(Duration::from_millis(1), Duration::from_millis(2))
+        let mut sink = DogStatsdSink::builder(Shared(flaky.clone()), 12)
             .counters(counters.clone())
             .build();
-        sink.push_line("a:1|g").unwrap();
-        assert_eq!(sink.flush().unwrap(), Written::Flushed);
-        assert_eq!(*flaky.sent.lock().unwrap(), ["a:1|g"]);
-        assert_eq!(counters.snapshot().send_errors, 3);
-        assert_eq!(counters.snapshot().datagrams, 1);
+        assert_eq!(sink.push_line("a:1|g"), Written::Buffered);
+        assert_eq!(sink.push_line("b:2|g"), Written::Buffered); // "a:1|g\nb:2|g" is 11 bytes
+        assert_eq!(
+            sink.push_line("c:3|g"),
+            Written::Blocked,
+            "the full buffer could not go out"
+        );
+        assert!(sink.is_blocked());
+        assert_eq!(
+            sink.push_line("d:4|g"),
+            Written::Blocked,
+            "held back while blocked"
+        );
+        assert!(!sink.is_empty());
+        assert!(!sink.flush(), "second failure");
+        assert!(sink.flush(), "the Agent is back");
+        assert!(!sink.is_blocked() && sink.is_empty());
+        assert_eq!(
+            *flaky.sent.lock().unwrap(),
+            ["a:1|g\nb:2|g", "c:3|g\nd:4|g"]
+        );
+        let snapshot = counters.snapshot();
+        assert_eq!((snapshot.send_errors, snapshot.datagrams), (2, 2));
+        assert!(counters.health.sink_failure().is_none(), "recovered");
     }
 
     #[test]
-    fn a_raised_stop_flag_ends_retrying_and_keeps_the_data_unacknowledged() {
+    fn a_failure_after_recovery_holds_back_the_rest_in_order() {
         let flaky = Arc::new(Flaky {
-            failures: AtomicUsize::new(usize::MAX),
+            failures: AtomicUsize::new(1),
             sent: Default::default(),
         });
-        let stop = Arc::new(AtomicBool::new(true));
-        let mut sink = DogStatsdSink::builder(Shared(flaky.clone()), 100)
-            .stop_flag(stop)
-            .build();
-        sink.push_line("a:1|g").unwrap();
-        let err = sink.flush().unwrap_err();
-        assert!(err.last_error.contains("agent down"));
-        assert!(!sink.is_empty());
-        assert!(flaky.sent.lock().unwrap().is_empty());
+        let mut sink = DogStatsdSink::builder(Shared(flaky.clone()), 5).build();
+        sink.push_line("a:1|g");
+        assert_eq!(sink.push_line("b:1|g"), Written::Blocked);
+        sink.push_line("c:1|g");
+        flaky.failures.store(0, Ordering::SeqCst);
+        assert!(sink.flush());
+        assert_eq!(*flaky.sent.lock().unwrap(), ["a:1|g", "b:1|g", "c:1|g"]);
     }
 
     #[test]

@@ -295,8 +295,8 @@ impl ConsumerContext for SourceContext {
                 // attempt only: retrying here would hold up the whole group's rebalance while
                 // the Agent is down. If it fails, what was not sent is not committed, and the
                 // next owner consumes it again.
-                if let Err(e) = forwarder.flush_once() {
-                    log::warn!("partitions {partitions:?} revoked while the Agent refuses data ({e}); their unsent messages will be consumed again");
+                if !forwarder.flush() {
+                    log::warn!("partitions {partitions:?} revoked while the Agent refuses data; their unsent messages will be consumed again");
                 }
                 let offsets = forwarder.offsets.delivered(&self.topic, Some(&partitions));
                 forwarder.offsets.forget(&partitions);

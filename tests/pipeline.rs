@@ -307,3 +307,66 @@ fn two_forwarders_in_one_group_share_the_partitions_without_loss() {
     let consumed = counters_a.snapshot().messages + counters_b.snapshot().messages;
     assert!(consumed >= 400, "{consumed}");
 }
+
+#[test]
+fn a_forwarder_whose_agent_is_down_does_not_hold_up_its_group() {
+    let (kafka, topic) = kafka_with_topic(2);
+    let group = unique("blocked");
+    // The mock cluster lets every rebalance of a group with members run for the session timeout
+    // less a second (9 s here) before it assigns. A member that stops polling, as A did while it
+    // retried its Agent inside the consume loop, held B up for far longer (nothing in 30 s).
+    let slow =
+        "    kafka_options:\n      session.timeout.ms: 10000\n      heartbeat.interval.ms: 1000\n";
+    let missing = unix_socket_path();
+    let (stop_a, counters_a, a) = start(config(
+        &kafka,
+        &topic,
+        &group,
+        &format!("unix://{}", missing.display()),
+        slow,
+    ));
+    kafka.produce_to(&topic, 0, br#"{"seq":0}"#).unwrap();
+    kafka.produce_to(&topic, 1, br#"{"seq":1}"#).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while counters_a.snapshot().send_errors < 2 {
+        assert!(Instant::now() < deadline, "forwarder A never tried to send");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // B joins the group while A is stuck on its Agent: the rebalance needs A to keep polling.
+    let (agent_b, url_b) = udp_agent();
+    let (stop_b, _, b) = start(config(&kafka, &topic, &group, &url_b, slow));
+    let joined = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut next = 2;
+    while seen.is_empty() && joined.elapsed() < Duration::from_secs(30) {
+        // Keep producing to both partitions until B forwards something of its share.
+        kafka
+            .produce_to(&topic, next % 2, format!(r#"{{"seq":{next}}}"#).as_bytes())
+            .unwrap();
+        next += 1;
+        let (lines, _) = collect_lines(&agent_b, 1, Duration::from_millis(200));
+        seen.extend(lines);
+    }
+    let took = joined.elapsed();
+    assert!(
+        !seen.is_empty(),
+        "B forwarded nothing in 30 s: the rebalance waited on blocked A"
+    );
+    assert!(
+        took < Duration::from_secs(14),
+        "{took:?}: the rebalance waited on blocked A"
+    );
+
+    // A's Agent comes back: what A holds goes out.
+    let agent_a = UnixDatagram::bind(&missing).unwrap();
+    let (lines, _) = collect_lines(&agent_a, 1, Duration::from_secs(15));
+    assert!(
+        !lines.is_empty(),
+        "A delivered nothing after its Agent came back"
+    );
+    stop_a.store(true, Ordering::Relaxed);
+    stop_b.store(true, Ordering::Relaxed);
+    a.join().unwrap();
+    b.join().unwrap();
+}
