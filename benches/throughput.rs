@@ -1,7 +1,8 @@
 //! Throughput of the whole pipeline: a pre-loaded embedded Kafka, the real consumer, decoding,
 //! mapping and packing, and a real UDP socket drained by a receiver thread.
 //!
-//! `cargo bench --bench throughput` (set `BENCH_MESSAGES` to change the default 1 000 000).
+//! `cargo bench --bench throughput` (set `BENCH_MESSAGES` to change the default 1 000 000, and
+//! `BENCH_TRANSPORT=unix` to use a Unix datagram socket instead of UDP).
 //! Prints messages/s, gauges/s, gauges received and peak RSS.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,13 +17,17 @@ use algorithmia_datadog::telemetry::Counters;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// Reads one datagram from the stand-in Agent.
+type Receive = Box<dyn Fn(&mut [u8]) -> std::io::Result<usize> + Send>;
+
 fn main() {
+    let _ = env_logger::builder().format_timestamp_millis().try_init();
     let messages: u64 = std::env::var("BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     // The mock cluster keeps 5 MiB of (compressed) batches per partition.
-    let partitions = ((messages / 10_000) as i32).clamp(4, 128);
+    let partitions = ((messages / 10_000) as i32).clamp(4, 160);
 
     let kafka = EmbeddedKafka::start(1).expect("mock cluster");
     kafka.create_topic("bench", partitions).expect("topic");
@@ -36,10 +41,26 @@ fn main() {
         started.elapsed().as_secs_f64()
     );
 
-    let (receiver, url) = common::udp_agent();
-    receiver
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
+    // BENCH_TRANSPORT=unix measures the Unix datagram socket (8192-byte datagrams) instead of UDP.
+    let unix = std::env::var("BENCH_TRANSPORT").is_ok_and(|t| t == "unix");
+    let (receiver, url): (Receive, String) = if unix {
+        let path = common::unix_socket_path();
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("bind");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        (
+            Box::new(move |buf| socket.recv(buf)),
+            format!("unix://{}", path.display()),
+        )
+    } else {
+        let (socket, url) = common::udp_agent();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        (Box::new(move |buf| socket.recv(buf)), url)
+    };
+    println!("transport         {url}");
     let received = Arc::new(AtomicU64::new(0));
     let datagrams = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicBool::new(false));
@@ -48,7 +69,7 @@ fn main() {
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
             loop {
-                match receiver.recv(&mut buf) {
+                match receiver(&mut buf) {
                     Ok(n) => {
                         // Forwarded gauges only, not the forwarder's reports on itself.
                         let lines = buf[..n]

@@ -17,12 +17,13 @@
 //! ```
 
 use std::ffi::{CStr, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::producer::{
-    BaseProducer, BaseRecord, DefaultProducerContext, Producer, ThreadedProducer,
+    BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer,
 };
 use rdkafka::types::RDKafkaErrorCode;
 
@@ -31,7 +32,7 @@ pub struct EmbeddedKafka {
     cluster: *mut rdkafka::bindings::rd_kafka_mock_cluster_t,
     bootstrap: String,
     // An option only so that Drop can close it before the cluster goes.
-    producer: Option<ThreadedProducer<DefaultProducerContext>>,
+    producer: Option<ThreadedProducer<DeliveryCounter>>,
     // The client whose handle hosts the cluster; dropped after the cluster is destroyed.
     _host: BaseProducer,
 }
@@ -66,9 +67,12 @@ impl EmbeddedKafka {
             .set("batch.num.messages", "10000")
             .set("batch.size", "1000000")
             .set("compression.type", "lz4")
+            // Spread messages evenly: sticky partitioning fills one partition at a time, and the
+            // mock cluster drops what exceeds 5 MiB in a partition.
+            .set("sticky.partitioning.linger.ms", "0")
             .set("queue.buffering.max.messages", "1000000")
             .set("queue.buffering.max.kbytes", "1048576")
-            .create();
+            .create_with_context(DeliveryCounter::default());
         let producer = match producer {
             Ok(p) => p,
             Err(e) => {
@@ -85,7 +89,7 @@ impl EmbeddedKafka {
         })
     }
 
-    fn producer(&self) -> &ThreadedProducer<DefaultProducerContext> {
+    fn producer(&self) -> &ThreadedProducer<DeliveryCounter> {
         // Only Drop takes it out.
         self.producer
             .as_ref()
@@ -152,7 +156,24 @@ impl EmbeddedKafka {
                 .partition(partition)
                 .payload(value),
         )?;
-        self.producer().flush(Duration::from_secs(30))
+        self.flush()
+    }
+
+    /// Waits until every message sent so far is acknowledged; an error if any was refused.
+    fn flush(&self) -> KafkaResult<()> {
+        let failed_before = self.producer().context().failed.load(Ordering::Relaxed);
+        self.producer().flush(Duration::from_secs(120))?;
+        let context = self.producer().context();
+        if context.failed.load(Ordering::Relaxed) > failed_before {
+            let code = context
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|e| *e)
+                .unwrap_or(RDKafkaErrorCode::Fail);
+            return Err(KafkaError::MessageProduction(code));
+        }
+        Ok(())
     }
 
     fn produce_keyed<K: AsRef<[u8]>, V: AsRef<[u8]>>(
@@ -169,7 +190,7 @@ impl EmbeddedKafka {
             self.send(record)?;
             count += 1;
         }
-        self.producer().flush(Duration::from_secs(120))?;
+        self.flush()?;
         Ok(count)
     }
 
@@ -194,6 +215,30 @@ impl Drop for EmbeddedKafka {
         }
         // SAFETY: created in `start`, destroyed once.
         unsafe { rdkafka::bindings::rd_kafka_mock_cluster_destroy(self.cluster) };
+    }
+}
+
+/// Counts refused deliveries, so that a test or benchmark never mistakes a message the broker
+/// did not take for one the forwarder lost.
+#[derive(Default)]
+pub struct DeliveryCounter {
+    failed: AtomicU64,
+    last_error: std::sync::Mutex<Option<RDKafkaErrorCode>>,
+}
+
+impl rdkafka::ClientContext for DeliveryCounter {}
+
+impl ProducerContext for DeliveryCounter {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((error, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let (Ok(mut last), Some(code)) = (self.last_error.lock(), error.rdkafka_error_code())
+            {
+                *last = Some(code);
+            }
+        }
     }
 }
 

@@ -409,12 +409,14 @@ fn consume(
         {
             return Ok(());
         }
-        let now = Instant::now();
+        // The clock is read only when a deadline needs it: this runs once per message.
         let mut wait = flush_deadline
-            .map_or(MAX_POLL_WAIT, |d| d.saturating_duration_since(now))
+            .map_or(MAX_POLL_WAIT, |d| {
+                d.saturating_duration_since(Instant::now())
+            })
             .min(MAX_POLL_WAIT);
         if let Some((at, _)) = retry {
-            wait = wait.min(at.saturating_duration_since(now));
+            wait = wait.min(at.saturating_duration_since(Instant::now()));
             // Keep polling, so that rebalances and the group go on, but fetch nothing new.
             // Again each time: partitions may have been assigned since.
             set_paused(consumer, true);
