@@ -43,48 +43,48 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
+/// A scratch directory holding one configuration file.
+fn config_file(name: &str, yaml: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch_dir();
+    let path = write(&dir, name, yaml);
+    (dir, path)
+}
+
+/// Runs `<command> --config <path>` to its end: exit code, stdout, stderr.
+fn run_with_config(dir: &Path, command: &str, path: &Path) -> (Option<i32>, String, String) {
+    let output = forwarder(dir)
+        .args([command, "--config"])
+        .arg(path)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    (output.status.code(), stdout, stderr)
+}
+
 #[test]
 fn a_bad_configuration_exits_2_naming_the_file_and_the_key() {
-    let dir = scratch_dir();
-    let path = write(
-        &dir,
+    let (dir, path) = config_file(
         "bad.yaml",
         "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n    start_offset: middle\n",
     );
-    let output = forwarder(&dir)
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = run_with_config(&dir, "check-config", &path);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("bad.yaml"), "{stderr}");
     assert!(stderr.contains("instances[0].start_offset"), "{stderr}");
 
     // The same for `run`, before anything connects.
-    let output = forwarder(&dir)
-        .args(["run", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(2));
+    let (code, _, _) = run_with_config(&dir, "run", &path);
+    assert_eq!(code, Some(2));
 }
 
 #[test]
 fn an_unknown_librdkafka_property_is_a_configuration_error() {
-    let dir = scratch_dir();
-    let path = write(
-        &dir,
+    let (dir, path) = config_file(
         "opts.yaml",
         "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n    kafka_options:\n      no.such.property: 1\n",
     );
-    let output = forwarder(&dir)
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let (_, stderr) = text(&output);
-    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    let (code, _, stderr) = run_with_config(&dir, "check-config", &path);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("instances[0].kafka_options.no.such.property"),
         "{stderr}"

@@ -53,27 +53,22 @@ pub trait Datagrams {
     fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>>;
 }
 
-impl Datagrams for UdpSocket {
-    fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>> {
-        self.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-            .ok()?;
-        let mut buf = vec![0u8; 65_536];
-        let n = self.recv(&mut buf).ok()?;
-        buf.truncate(n);
-        Some(buf)
-    }
+/// Both socket kinds read datagrams the same way.
+macro_rules! datagrams_for {
+    ($($socket:ty),*) => {$(
+        impl Datagrams for $socket {
+            fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>> {
+                self.set_read_timeout(Some(timeout.max(Duration::from_millis(1)))).ok()?;
+                let mut buf = vec![0u8; 65_536];
+                let n = self.recv(&mut buf).ok()?;
+                buf.truncate(n);
+                Some(buf)
+            }
+        }
+    )*};
 }
 
-impl Datagrams for UnixDatagram {
-    fn recv_datagram(&self, timeout: Duration) -> Option<Vec<u8>> {
-        self.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))
-            .ok()?;
-        let mut buf = vec![0u8; 65_536];
-        let n = self.recv(&mut buf).ok()?;
-        buf.truncate(n);
-        Some(buf)
-    }
-}
+datagrams_for!(UdpSocket, UnixDatagram);
 
 /// A UDP socket on loopback standing in for the Agent, and its URL.
 pub fn udp_agent() -> (UdpSocket, String) {
