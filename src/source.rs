@@ -289,6 +289,7 @@ impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Revoke(tpl) => {
+                self.counters.revocations.fetch_add(1, Ordering::Relaxed);
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 let mut forwarder = self.lock_forwarder();
                 // Send what is buffered so the next owner starts after it, not before it. One

@@ -111,6 +111,8 @@ pub struct Counters {
     pub send_errors: AtomicU64,
     /// Errors reported by the Kafka client.
     pub kafka_errors: AtomicU64,
+    /// Partition revocations served (each a rebalance this consumer took part in).
+    pub revocations: AtomicU64,
     /// What the service checks report on.
     pub health: Health,
     rejected: [AtomicU64; REJECT_REASONS.len()],
