@@ -140,13 +140,19 @@ impl EmbeddedKafka {
         }
     }
 
-    /// Produces values round-robin over the topic's partitions and waits until all are acknowledged.
+    /// Produces values spread over the topic's partitions and waits until all are acknowledged.
     pub fn produce<V: AsRef<[u8]>>(
         &self,
         topic: &str,
         values: impl IntoIterator<Item = V>,
     ) -> KafkaResult<usize> {
-        self.produce_keyed(topic, values.into_iter().map(|v| (None::<&[u8]>, v)))
+        let mut count = 0;
+        for value in values {
+            self.send(BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_ref()))?;
+            count += 1;
+        }
+        self.flush()?;
+        Ok(count)
     }
 
     /// Produces one value to one partition and waits for it.
@@ -174,24 +180,6 @@ impl EmbeddedKafka {
             return Err(KafkaError::MessageProduction(code));
         }
         Ok(())
-    }
-
-    fn produce_keyed<K: AsRef<[u8]>, V: AsRef<[u8]>>(
-        &self,
-        topic: &str,
-        records: impl IntoIterator<Item = (Option<K>, V)>,
-    ) -> KafkaResult<usize> {
-        let mut count = 0;
-        for (key, value) in records {
-            let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value.as_ref());
-            if let Some(key) = &key {
-                record = record.key(key.as_ref());
-            }
-            self.send(record)?;
-            count += 1;
-        }
-        self.flush()?;
-        Ok(count)
     }
 
     fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> KafkaResult<()> {

@@ -288,16 +288,13 @@ pub fn run_instance(
         topic: instance.topic.clone(),
         source,
     };
-    let open = || {
-        open_transport(&config.dogstatsd).map_err(|source| RunError::Destination {
-            destination: config.dogstatsd.to_string(),
-            source,
-        })
-    };
     let transport: Box<dyn cadence::MetricSink + Send + Sync> = match options.output {
-        Output::Send => Box::new(open()?),
+        Output::Send => Box::new(open_destination(config)?),
         Output::Print => Box::new(StdoutMetricSink),
-        Output::SendAndPrint => Box::new(TeeMetricSink(Box::new(open()?), StdoutMetricSink)),
+        Output::SendAndPrint => Box::new(TeeMetricSink(
+            Box::new(open_destination(config)?),
+            StdoutMetricSink,
+        )),
     };
     let sink = DogStatsdSink::builder_boxed(transport, config.dogstatsd.max_datagram_bytes())
         .counters(counters.clone())
@@ -320,11 +317,13 @@ pub fn run_instance(
     let dry_run = options.output == Output::Print;
     let context = SourceContext::new(forwarder, counters.clone(), &instance.topic, !dry_run);
     let mut kafka_config = client_config(instance);
+    let mut group = instance.consumer_group.clone();
     if dry_run {
         // A dry run must not take partitions from the running daemon, nor commit offsets for
         // messages it only printed: its own group, and no commits.
+        group.push_str("-dry-run");
         kafka_config
-            .set("group.id", format!("{}-dry-run", instance.consumer_group))
+            .set("group.id", &group)
             .set("enable.auto.commit", "false");
     }
     let started = kafka_config.create_with_context(context).and_then(
@@ -345,7 +344,7 @@ pub fn run_instance(
         instance.index,
         instance.topic,
         instance.brokers.join(","),
-        instance.consumer_group,
+        group,
         match options.output {
             Output::Print => "stdout (dry run)".to_string(),
             _ => config.dogstatsd.to_string(),
@@ -362,6 +361,13 @@ pub fn run_instance(
     outcome.map(|()| counters.snapshot())
 }
 
+fn open_destination(config: &Config) -> Result<Transport, RunError> {
+    open_transport(&config.dogstatsd).map_err(|source| RunError::Destination {
+        destination: config.dogstatsd.to_string(),
+        source,
+    })
+}
+
 fn start_reporter(
     config: &Config,
     instance: &Instance,
@@ -370,14 +376,9 @@ fn start_reporter(
     done: &Arc<AtomicBool>,
     every: Duration,
 ) -> Result<std::thread::JoinHandle<()>, RunError> {
-    let open = || -> Result<Transport, RunError> {
-        match options.output {
-            Output::Print => Ok(Transport::Stdout(StdoutMetricSink)),
-            _ => open_transport(&config.dogstatsd).map_err(|source| RunError::Destination {
-                destination: config.dogstatsd.to_string(),
-                source,
-            }),
-        }
+    let open = || match options.output {
+        Output::Print => Ok(Transport::Stdout(StdoutMetricSink)),
+        _ => open_destination(config),
     };
     let reporter = Reporter::new(open()?, Box::new(open()?), counters.clone(), instance);
     spawn_reporter(reporter, done.clone(), every, options.service_checks_every).map_err(|source| {

@@ -16,7 +16,7 @@
 //! assert_eq!(tpl.find_partition("insights", 0).unwrap().offset(), rdkafka::Offset::Offset(42));
 //! ```
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use rdkafka::config::ClientConfig;
@@ -200,10 +200,6 @@ pub struct SourceContext {
     pub forwarder: Mutex<Forwarder>,
     /// Counters shared with the forwarder.
     pub counters: Arc<Counters>,
-    /// Set by the commit callback, for the shutdown to wait on its final commit.
-    pub commits_completed: AtomicU64,
-    /// Whether the last commit failed.
-    pub last_commit_failed: AtomicBool,
     error_log: Mutex<LogLimiter>,
     topic: String,
     commit_offsets: bool,
@@ -220,8 +216,6 @@ impl SourceContext {
         SourceContext {
             forwarder: Mutex::new(forwarder),
             counters,
-            commits_completed: AtomicU64::new(0),
-            last_commit_failed: AtomicBool::new(false),
             error_log: Mutex::new(LogLimiter::new(10, std::time::Duration::from_secs(60))),
             topic: topic.to_string(),
             commit_offsets,
@@ -320,16 +314,11 @@ impl ConsumerContext for SourceContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
         match result {
+            // Nothing new to commit is not a failure.
             Ok(())
-            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {
-                self.last_commit_failed.store(false, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.last_commit_failed.store(true, Ordering::Relaxed);
-                self.log_error(&format!("offset commit failed: {e}"));
-            }
+            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => self.log_error(&format!("offset commit failed: {e}")),
         }
-        self.commits_completed.fetch_add(1, Ordering::Release);
     }
 }
 

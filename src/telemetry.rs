@@ -373,42 +373,38 @@ pub struct SelfMetric {
     pub name: &'static str,
     /// Count or gauge.
     pub kind: SelfMetricKind,
-    /// The extra tag key it carries besides `topic` and `consumer_group`, if any.
-    pub reason_tag: bool,
 }
 
-const fn count(name: &'static str, reason_tag: bool) -> SelfMetric {
+const fn count(name: &'static str) -> SelfMetric {
     SelfMetric {
         name,
         kind: SelfMetricKind::Count,
-        reason_tag,
     }
 }
 
 /// Messages taken from Kafka.
-pub const MESSAGES_CONSUMED: SelfMetric = count("algorithmia.forwarder.messages_consumed", false);
+pub const MESSAGES_CONSUMED: SelfMetric = count("algorithmia.forwarder.messages_consumed");
 /// Messages rejected as a whole, tagged `reason:`.
-pub const MESSAGES_REJECTED: SelfMetric = count("algorithmia.forwarder.messages_rejected", true);
+pub const MESSAGES_REJECTED: SelfMetric = count("algorithmia.forwarder.messages_rejected");
 /// Accepted messages that held no metric.
 pub const MESSAGES_WITHOUT_METRICS: SelfMetric =
-    count("algorithmia.forwarder.messages_without_metrics", false);
+    count("algorithmia.forwarder.messages_without_metrics");
 /// Gauges written to the Agent's socket.
-pub const GAUGES_SENT: SelfMetric = count("algorithmia.forwarder.gauges_sent", false);
+pub const GAUGES_SENT: SelfMetric = count("algorithmia.forwarder.gauges_sent");
 /// Fields that did not become gauges, tagged `reason:`.
-pub const FIELDS_SKIPPED: SelfMetric = count("algorithmia.forwarder.fields_skipped", true);
+pub const FIELDS_SKIPPED: SelfMetric = count("algorithmia.forwarder.fields_skipped");
 /// Points sent without their timestamp, tagged `reason:`.
-pub const TIMESTAMPS_DROPPED: SelfMetric = count("algorithmia.forwarder.timestamps_dropped", true);
+pub const TIMESTAMPS_DROPPED: SelfMetric = count("algorithmia.forwarder.timestamps_dropped");
 /// Datagrams the socket accepted.
-pub const DATAGRAMS_SENT: SelfMetric = count("algorithmia.forwarder.datagrams_sent", false);
+pub const DATAGRAMS_SENT: SelfMetric = count("algorithmia.forwarder.datagrams_sent");
 /// Failed datagram writes (each retried).
-pub const SEND_ERRORS: SelfMetric = count("algorithmia.forwarder.send_errors", false);
+pub const SEND_ERRORS: SelfMetric = count("algorithmia.forwarder.send_errors");
 /// Errors reported by the Kafka client.
-pub const KAFKA_ERRORS: SelfMetric = count("algorithmia.forwarder.kafka_errors", false);
+pub const KAFKA_ERRORS: SelfMetric = count("algorithmia.forwarder.kafka_errors");
 /// Messages in the topic not consumed yet, over the assigned partitions.
 pub const CONSUMER_LAG: SelfMetric = SelfMetric {
     name: "algorithmia.forwarder.consumer_lag",
     kind: SelfMetricKind::Gauge,
-    reason_tag: false,
 };
 
 /// Every self-metric the forwarder can send (the package's `metadata.csv` lists each).
