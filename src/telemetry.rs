@@ -184,7 +184,8 @@ impl Health {
 
     /// A message arrived or partitions were assigned: Kafka works.
     pub fn kafka_ok(&self) {
-        if self.kafka_problem_set.swap(false, Relaxed) {
+        // Called per message: a plain load first, so the usual case writes nothing shared.
+        if self.kafka_problem_set.load(Relaxed) && self.kafka_problem_set.swap(false, Relaxed) {
             *self.kafka_problem.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
     }
