@@ -1,9 +1,16 @@
 //! Throughput of the whole pipeline: a pre-loaded embedded Kafka, the real consumer, decoding,
-//! mapping and packing, and a real UDP socket drained by a receiver thread.
+//! mapping, aggregation and packing, and a real socket drained by a receiver thread.
 //!
-//! `cargo bench --bench throughput` (set `BENCH_MESSAGES` to change the default 1 000 000, and
-//! `BENCH_TRANSPORT=unix` to use a Unix datagram socket instead of UDP).
-//! Prints messages/s, gauges/s, gauges received and peak RSS.
+//! `cargo bench --bench throughput` (set `BENCH_MESSAGES` to change the default 1 000 000,
+//! `BENCH_TRANSPORT=unix` to use a Unix datagram socket instead of UDP, and `BENCH_CONTEXTS`
+//! for the distinct-contexts run, default 1 000 000; 0 skips it).
+//!
+//! Every mode reads the same pre-loaded topic from the start, as its own consumer group:
+//! every point sent (`aggregation_interval: 0`), aggregated (the default, 2 s), and aggregated
+//! with `duration_milliseconds` as a distribution. Then a topic where every message is its own
+//! model version (one distinct context per message) shows the memory bound of `max_contexts`.
+//! Prints, per mode: messages/s, points and datagrams received, the calls counted at the
+//! receiver (which must equal the messages), distribution values received, and peak RSS.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -61,26 +68,15 @@ fn main() {
         (Box::new(move |buf| socket.recv(buf)), url)
     };
     println!("transport         {url}");
-    let received = Arc::new(AtomicU64::new(0));
-    let datagrams = Arc::new(AtomicU64::new(0));
+    let tally = Arc::new(Tally::default());
     let done = Arc::new(AtomicBool::new(false));
     let drain = {
-        let (received, datagrams, done) = (received.clone(), datagrams.clone(), done.clone());
+        let (tally, done) = (tally.clone(), done.clone());
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65_536];
             loop {
                 match receiver(&mut buf) {
-                    Ok(n) => {
-                        // Forwarded gauges only, not the forwarder's reports on itself.
-                        let lines = buf[..n]
-                            .split(|b| *b == b'\n')
-                            .filter(|l| {
-                                std::str::from_utf8(l).is_ok_and(|l| !common::is_self_monitoring(l))
-                            })
-                            .count() as u64;
-                        received.fetch_add(lines, Ordering::Relaxed);
-                        datagrams.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(n) => tally.count(&buf[..n]),
                     Err(_) if done.load(Ordering::Relaxed) => return,
                     Err(_) => {}
                 }
@@ -88,13 +84,145 @@ fn main() {
         })
     };
 
+    let modes = [
+        ("every point (interval 0)", "    aggregation_interval: 0\n"),
+        ("aggregated (2 s, default)", ""),
+        (
+            "aggregated + distribution",
+            "    distribution_metrics: [duration_milliseconds]\n",
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, extra) in modes {
+        let row = run_mode(&kafka, "bench", produced as u64, &url, extra, &tally);
+        rows.push((name, row));
+    }
+    let contexts: u64 = std::env::var("BENCH_CONTEXTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    if contexts > 0 {
+        let partitions = ((contexts / 10_000) as i32).clamp(4, 160);
+        kafka.create_topic("contexts", partitions).expect("topic");
+        let loaded = kafka
+            .produce(
+                "contexts",
+                (0..contexts).map(|i| {
+                    format!(
+                        r#"{{"duration_milliseconds":{},"algorithm_name":"m","algorithm_version":"v{i}"}}"#,
+                        i % 97
+                    )
+                }),
+            )
+            .expect("produce");
+        let row = run_mode(&kafka, "contexts", loaded as u64, &url, "", &tally);
+        rows.push(("distinct contexts, aggregated", row));
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = drain.join();
+
+    println!();
+    println!("| mode | messages | messages/s (steady) | points received | calls counted | distribution values | datagrams | points/s | peak RSS growth |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (name, r) in &rows {
+        println!(
+            "| {name} | {} | {:.0} ({:.0}) | {} | {} | {} | {} | {:.0} | {} MiB |",
+            r.messages,
+            r.messages as f64 / r.elapsed,
+            r.messages as f64 / r.steady,
+            r.points,
+            r.calls,
+            r.distribution_values,
+            r.datagrams,
+            r.points as f64 / r.elapsed,
+            r.rss_growth_kib / 1024,
+        );
+        if r.calls != r.messages - r.rejected {
+            println!(
+                "  !! {name}: {} calls counted for {} accepted messages",
+                r.calls,
+                r.messages - r.rejected
+            );
+        }
+    }
+}
+
+/// What the stand-in Agent received, reset between modes.
+#[derive(Default)]
+struct Tally {
+    points: AtomicU64,
+    calls: AtomicU64,
+    distribution_values: AtomicU64,
+    datagrams: AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, datagram: &[u8]) {
+        let Ok(text) = std::str::from_utf8(datagram) else {
+            return;
+        };
+        let mut forwarded = false;
+        for line in text.split('\n').filter(|l| !common::is_self_monitoring(l)) {
+            forwarded = true;
+            self.points.fetch_add(1, Ordering::Relaxed);
+            if let Some(rest) = line.strip_prefix("algorithmia.calls:") {
+                let n = rest
+                    .split('|')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                self.calls.fetch_add(n, Ordering::Relaxed);
+            } else if let Some((values, _)) = line.split_once("|d") {
+                let n = values.matches(':').count() as u64;
+                self.distribution_values.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        if forwarded {
+            self.datagrams.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn take(&self) -> (u64, u64, u64, u64) {
+        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+        (
+            take(&self.points),
+            take(&self.calls),
+            take(&self.distribution_values),
+            take(&self.datagrams),
+        )
+    }
+}
+
+/// One mode's figures.
+struct Row {
+    messages: u64,
+    rejected: u64,
+    elapsed: f64,
+    steady: f64,
+    points: u64,
+    calls: u64,
+    distribution_values: u64,
+    datagrams: u64,
+    rss_growth_kib: u64,
+}
+
+/// Forwards all of `topic` as a new consumer group with the instance lines `extra`.
+fn run_mode(
+    kafka: &EmbeddedKafka,
+    topic: &str,
+    messages: u64,
+    url: &str,
+    extra: &str,
+    tally: &Tally,
+) -> Row {
     let yaml = format!(
-        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{}\"\n    kafka_topic: bench\n    consumer_group: bench\n    start_offset: earliest\n",
-        kafka.bootstrap_servers()
+        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{}\"\n    kafka_topic: {topic}\n    consumer_group: {}\n    start_offset: earliest\n{extra}",
+        kafka.bootstrap_servers(),
+        common::unique("bench")
     );
     let config = Config::from_yaml(&yaml, "bench", &|_| None).expect("config");
     let options = RunOptions {
-        max_messages: Some(produced as u64),
+        max_messages: Some(messages),
         ..RunOptions::default()
     };
     let counters = [Arc::new(Counters::default())];
@@ -128,44 +256,27 @@ fn main() {
     options.stop.store(true, Ordering::Relaxed);
     let (first_seen, last_progress) = watchdog.join().expect("watchdog");
     let elapsed = started.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_millis(500));
-    done.store(true, Ordering::Relaxed);
-    let _ = drain.join();
-
-    println!("messages          {}", total.messages);
-    println!("gauges sent       {}", total.gauges);
-    println!(
-        "gauges received   {} in {} datagrams",
-        received.load(Ordering::Relaxed),
-        datagrams.load(Ordering::Relaxed)
-    );
-    println!("rejected          {}", total.rejected_total());
-    println!(
-        "elapsed           {elapsed:.2} s (group join, consume, decode, map, send, commit, close)"
-    );
+    let rss_growth_kib = rss_kib("VmHWM:").saturating_sub(rss_before);
+    std::thread::sleep(Duration::from_millis(700));
+    let (points, calls, distribution_values, datagrams) = tally.take();
     // Steady state: from the first message (after the group join) to the last one, at a 250 ms
     // sampling resolution.
     let steady = first_seen
         .map(|f| last_progress.saturating_duration_since(f).as_secs_f64())
         .filter(|s| *s > 0.0)
         .unwrap_or(elapsed);
-    println!(
-        "messages/s        {:.0} overall, {:.0} steady",
-        total.messages as f64 / elapsed,
-        total.messages as f64 / steady
-    );
-    println!(
-        "gauges/s          {:.0} overall, {:.0} steady",
-        total.gauges as f64 / elapsed,
-        total.gauges as f64 / steady
-    );
-    println!(
-        "peak RSS          {} MiB during forwarding (process RSS before forwarding {} MiB, holding the in-process broker's log)",
-        rss_kib("VmHWM:") / 1024,
-        rss_before / 1024
-    );
+    Row {
+        messages: total.messages,
+        rejected: total.rejected_total(),
+        elapsed,
+        steady,
+        points,
+        calls,
+        distribution_values,
+        datagrams,
+        rss_growth_kib,
+    }
 }
-
 /// Resets the kernel's peak-RSS mark, so that VmHWM reports the forwarding phase only.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");

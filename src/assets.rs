@@ -28,7 +28,11 @@ pub const DASHBOARDS: [(&str, &str); 1] = [(
 )];
 
 /// The bundled monitors: (file name, JSON in the monitor v2 package format).
-pub const MONITORS: [(&str, &str); 4] = [
+pub const MONITORS: [(&str, &str); 5] = [
+    (
+        "assets/monitors/algorithm_calls_stopped.json",
+        include_str!("../assets/monitors/algorithm_calls_stopped.json"),
+    ),
     (
         "assets/monitors/algorithm_duration.json",
         include_str!("../assets/monitors/algorithm_duration.json"),

@@ -24,6 +24,14 @@ use serde::{Deserialize, Serialize};
 /// Where the configuration file lives unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "conf.d/algorithmia.yaml";
 
+/// The values `aggregation_interval` accepts, in seconds: 0 (every point is sent), or a divisor of
+/// the Agent's 10-second flush so that windows never straddle one.
+pub const AGGREGATION_INTERVALS: [u64; 5] = [0, 1, 2, 5, 10];
+/// `aggregation_interval` when not set: what Datadog's own clients flush at.
+pub const DEFAULT_AGGREGATION_INTERVAL: u64 = 2;
+/// `max_contexts` when not set.
+pub const DEFAULT_MAX_CONTEXTS: usize = 100_000;
+
 /// The destination used when neither the file nor the environment names one.
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
 
@@ -249,6 +257,12 @@ pub struct Instance {
     pub include_metrics: Vec<String>,
     /// Glob patterns on the bare field name.
     pub exclude_metrics: Vec<String>,
+    /// Glob patterns on the bare field name: these fields are sent as distributions.
+    pub distribution_metrics: Vec<String>,
+    /// Seconds per aggregation window (one of [`AGGREGATION_INTERVALS`]); 0 sends every point.
+    pub aggregation_interval: u64,
+    /// Most contexts an aggregation window holds before it is sent early.
+    pub max_contexts: usize,
     /// Whether to attach `|T<seconds>` from the message's time.
     pub send_timestamps: bool,
     /// The field holding the message's time.
@@ -338,6 +352,12 @@ fn default_operational_fields() -> Vec<String> {
     .map(String::from)
     .to_vec()
 }
+fn default_aggregation_interval() -> u64 {
+    DEFAULT_AGGREGATION_INTERVAL
+}
+fn default_max_contexts() -> usize {
+    DEFAULT_MAX_CONTEXTS
+}
 fn default_timestamp_field() -> String {
     "time".into()
 }
@@ -372,6 +392,12 @@ struct RawInstance {
     include_metrics: Vec<String>,
     #[serde(default)]
     exclude_metrics: Vec<String>,
+    #[serde(default)]
+    distribution_metrics: Vec<String>,
+    #[serde(default = "default_aggregation_interval")]
+    aggregation_interval: u64,
+    #[serde(default = "default_max_contexts")]
+    max_contexts: usize,
     #[serde(default)]
     send_timestamps: bool,
     #[serde(default = "default_timestamp_field")]
@@ -494,6 +520,9 @@ impl Config {
             booleans: true,
             include_metrics: vec![],
             exclude_metrics: vec![],
+            distribution_metrics: vec![],
+            aggregation_interval: DEFAULT_AGGREGATION_INTERVAL,
+            max_contexts: DEFAULT_MAX_CONTEXTS,
             send_timestamps: false,
             timestamp_field: default_timestamp_field(),
             tags: vec![],
@@ -673,6 +702,7 @@ fn validate_instance(
     for (name, list) in [
         ("include_metrics", &raw.include_metrics),
         ("exclude_metrics", &raw.exclude_metrics),
+        ("distribution_metrics", &raw.distribution_metrics),
     ] {
         if let Some(i) = list.iter().position(|f| f.is_empty()) {
             return Err(err(
@@ -680,6 +710,21 @@ fn validate_instance(
                 "an empty pattern matches nothing".into(),
             ));
         }
+    }
+    if !AGGREGATION_INTERVALS.contains(&raw.aggregation_interval) {
+        return Err(err(
+            "aggregation_interval",
+            format!(
+                "must be one of 0, 1, 2, 5 or 10 (seconds; a divisor of the Agent's 10 s flush), not {}",
+                raw.aggregation_interval
+            ),
+        ));
+    }
+    if raw.max_contexts == 0 {
+        return Err(err(
+            "max_contexts",
+            "must be at least 1 (the default is 100000)".into(),
+        ));
     }
     if raw.timestamp_field.is_empty() {
         return Err(err("timestamp_field", "must not be empty".into()));
@@ -717,6 +762,9 @@ fn validate_instance(
         booleans: raw.booleans,
         include_metrics: raw.include_metrics,
         exclude_metrics: raw.exclude_metrics,
+        distribution_metrics: raw.distribution_metrics,
+        aggregation_interval: raw.aggregation_interval,
+        max_contexts: raw.max_contexts,
         send_timestamps: raw.send_timestamps,
         timestamp_field: raw.timestamp_field,
         tags,

@@ -26,6 +26,8 @@ pub struct DemoReport {
     pub counters: Snapshot,
     /// Time spent forwarding (not producing).
     pub elapsed: Duration,
+    /// The aggregation window, in seconds (0: every point sent).
+    pub aggregation_interval: u64,
 }
 
 impl std::fmt::Display for DemoReport {
@@ -39,18 +41,27 @@ impl std::fmt::Display for DemoReport {
             "  messages         {} consumed of {} produced",
             c.messages, self.produced
         )?;
-        writeln!(
-            f,
-            "  gauges           {} in {} datagrams ({} bytes)",
-            c.gauges, c.datagrams, c.bytes
-        )?;
+        writeln!(f, "  gauges           {}", c.gauges)?;
+        writeln!(f, "  call counts      {}", c.counts)?;
+        writeln!(f, "  distribution values {}", c.distribution_values)?;
+        match self.aggregation_interval {
+            0 => writeln!(
+                f,
+                "  aggregated       0 (aggregation_interval: 0 sends every point)"
+            )?,
+            s => writeln!(
+                f,
+                "  aggregated       {} values folded into the points of their {s} s window",
+                c.points_aggregated
+            )?,
+        }
+        writeln!(f, "  datagrams        {} ({} bytes)", c.datagrams, c.bytes)?;
         writeln!(f, "  rejected         {}", c.rejected_total())?;
         writeln!(f, "  skipped fields   {}", c.describe_skips())?;
         write!(
             f,
-            "  rate             {:.0} messages/s, {:.0} gauges/s over {:.2} s",
+            "  rate             {:.0} messages/s over {:.2} s",
             c.messages as f64 / secs,
-            c.gauges as f64 / secs,
             secs
         )
     }
@@ -109,6 +120,9 @@ pub fn demo_config(
             embedded.booleans = first.booleans;
             embedded.include_metrics = first.include_metrics.clone();
             embedded.exclude_metrics = first.exclude_metrics.clone();
+            embedded.distribution_metrics = first.distribution_metrics.clone();
+            embedded.aggregation_interval = first.aggregation_interval;
+            embedded.max_contexts = first.max_contexts;
             embedded.send_timestamps = first.send_timestamps;
             embedded.timestamp_field = first.timestamp_field.clone();
             embedded.tags = first.tags.clone();
@@ -149,5 +163,9 @@ pub fn run_demo(
         produced,
         counters: snapshot,
         elapsed: started.elapsed(),
+        aggregation_interval: config
+            .instances
+            .first()
+            .map_or(0, |i| i.aggregation_interval),
     })
 }

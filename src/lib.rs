@@ -5,23 +5,32 @@
 //! - [`config`]: `conf.d/algorithmia.yaml` (or the old script's environment variables), validated;
 //! - [`source`]: the Kafka consumer and the offsets it may store;
 //! - [`decode`]: an Insights message, a flat JSON object, read without building a tree;
-//! - [`metrics`]: the mapping rules from fields to DogStatsD gauge lines;
+//! - [`metrics`]: the mapping rules from fields to points (gauges, distributions, call counts);
+//! - [`aggregate`]: the points of a few seconds folded per context, as Datadog's clients do;
 //! - [`sink`]: datagram packing and the socket, through cadence;
+//! - [`forwarder`]: the stages after the source, one message at a time, and [`offsets`]: which
+//!   offsets that makes safe to store;
 //! - [`pipeline`]: the loop that drives them, and a clean stop;
 //! - [`shutdown`]: signals and the stop deadline;
 //! - [`telemetry`]: what the forwarder counts about itself.
+//!
+//! [`dogstatsd`] holds the wire format every stage writes.
 //!
 //! [`embedded`] and [`demo`] run the same pipeline against an in-process Kafka; [`assets`]
 //! installs the bundled dashboard and monitors through the Datadog API.
 
 #![warn(missing_docs)]
 
+pub mod aggregate;
 pub mod assets;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod dogstatsd;
 pub mod embedded;
+pub mod forwarder;
 pub mod metrics;
+pub mod offsets;
 pub mod pipeline;
 pub mod shutdown;
 pub mod sink;

@@ -136,9 +136,12 @@ fn run(args: RunArgs) -> ExitCode {
     match pipeline::run(&config, &options) {
         Ok(total) => {
             log::info!(
-                "stopped: {} messages, {} gauges, {} rejected, skipped: {}",
+                "stopped: {} messages, {} gauges, {} call counts, {} distribution values, {} values aggregated, {} rejected, skipped: {}",
                 total.messages,
                 total.gauges,
+                total.counts,
+                total.distribution_values,
+                total.points_aggregated,
                 total.rejected_total(),
                 total.describe_skips()
             );

@@ -1,9 +1,12 @@
-//! The mapping rules: which fields of a decoded message become gauges, under which name, with
-//! which tags and which timestamp, written as DogStatsD lines.
+//! The mapping rules: which fields of a decoded message become points (gauges, or distributions
+//! for the fields `distribution_metrics` names), under which name, with which tags and which
+//! timestamp, plus one call count per message; and how a point is written as a DogStatsD line.
 //!
 //! Every name and tag value that comes from a message is cleaned here, so that no input can end a
 //! tag (`,`), a field (`|`), start a tag list (`#`) or start a second metric (a line break).
-//! Lines are built in buffers the mapper keeps, so a gauge costs no allocation.
+//! Names and tags are built in buffers the mapper keeps, so a point costs no allocation. The
+//! points go to a [`PointSink`]: the aggregation window ([`crate::aggregate`]) or, as below, one
+//! line per point.
 //!
 //! ```
 //! use algorithmia_datadog::decode::decode;
@@ -19,17 +22,23 @@
 //!         Ok::<_, ()>(())
 //!     })
 //!     .unwrap();
-//! assert_eq!(lines, ["algorithmia.risk_score:0.2|g|#algorithm_name:credit_card_approval"]);
+//! assert_eq!(
+//!     lines,
+//!     [
+//!         "algorithmia.risk_score:0.2|g|#algorithm_name:credit_card_approval",
+//!         "algorithmia.calls:1|c|#algorithm_name:credit_card_approval",
+//!     ]
+//! );
 //! ```
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Instance;
 use crate::decode::{FieldValue, InsightsMessage};
+use crate::dogstatsd::{push_line, push_metric_name, push_tag_value, MAX_NAME_CHARS};
+use crate::dogstatsd::{MetricKind, Value};
 use crate::telemetry::{Counters, SkipReason, TimestampIssue};
 
-/// Datadog's limit on metric names and on tags.
-pub const MAX_NAME_CHARS: usize = 200;
 /// The backend drops points older than this (seconds).
 pub const MAX_TIMESTAMP_AGE_SECS: i64 = 3600;
 /// The backend drops points further ahead than this (seconds).
@@ -49,13 +58,17 @@ pub struct MetricMapper {
     booleans: bool,
     include: Vec<String>,
     exclude: Vec<String>,
+    /// Glob patterns of the fields sent as distributions.
+    distributions: Vec<String>,
+    /// `<prefix>.calls`.
+    calls_name: String,
     send_timestamps: bool,
     timestamp_field: String,
     /// Fixed "now" for tests; `None` reads the clock.
     clock: Option<i64>,
     // Scratch buffers reused for every message.
     tags: String,
-    line: String,
+    name: String,
 }
 
 /// Builder for [`MetricMapper`]; every setting starts at the configuration file's default.
@@ -104,6 +117,11 @@ impl MetricMapperBuilder {
         self.mapper.exclude = patterns.into_iter().map(Into::into).collect();
         self
     }
+    /// Glob patterns (on the bare field name) of the fields sent as distributions.
+    pub fn distributions<S: Into<String>>(mut self, patterns: impl IntoIterator<Item = S>) -> Self {
+        self.mapper.distributions = patterns.into_iter().map(Into::into).collect();
+        self
+    }
     /// Attach `|T<seconds>` from `field`.
     pub fn send_timestamps(mut self, yes: bool, field: impl Into<String>) -> Self {
         self.mapper.send_timestamps = yes;
@@ -139,11 +157,13 @@ impl MetricMapper {
                 booleans: true,
                 include: vec![],
                 exclude: vec![],
+                distributions: vec![],
+                calls_name: format!("{prefix}.calls"),
                 send_timestamps: false,
                 timestamp_field: "time".into(),
                 clock: None,
                 tags: String::with_capacity(256),
-                line: String::with_capacity(512),
+                name: String::with_capacity(256),
             },
         }
     }
@@ -158,20 +178,48 @@ impl MetricMapper {
             .booleans(instance.booleans)
             .include(instance.include_metrics.iter().cloned())
             .exclude(instance.exclude_metrics.iter().cloned())
+            .distributions(instance.distribution_metrics.iter().cloned())
             .send_timestamps(instance.send_timestamps, instance.timestamp_field.clone())
             .build()
     }
 
-    /// Writes one line per metric of `message`, in field order, through `emit`.
+    /// Writes one DogStatsD line per point of `message`, in field order, through `emit`: what
+    /// `aggregation_interval: 0` sends for one message.
     ///
-    /// Returns how many gauges were emitted. Skipped fields and timestamp problems are counted in
-    /// `counters`; `emit`'s first error stops the message and is returned.
+    /// Returns how many metric fields the message held. Skipped fields and timestamp problems
+    /// are counted in `counters`; `emit`'s first error stops the message and is returned.
     pub fn map_message<E>(
         &mut self,
         message: &InsightsMessage<'_>,
         counters: &Counters,
-        mut emit: impl FnMut(&str) -> Result<(), E>,
+        emit: impl FnMut(&str) -> Result<(), E>,
     ) -> Result<usize, E> {
+        let mut lines = EachPointLines {
+            line: String::with_capacity(256),
+            values: String::with_capacity(32),
+            tags: String::new(),
+            timestamp: None,
+            emit,
+            error: None,
+        };
+        let fields = self.map_points(message, counters, &mut lines);
+        match lines.error {
+            Some(e) => Err(e),
+            None => Ok(fields),
+        }
+    }
+
+    /// Hands every point of `message` to `points`: one per metric field, in field order, then
+    /// the message's call count (`<prefix>.calls`, 1).
+    ///
+    /// Returns how many metric fields the message held. Skipped fields and timestamp problems
+    /// are counted in `counters`.
+    pub fn map_points(
+        &mut self,
+        message: &InsightsMessage<'_>,
+        counters: &Counters,
+        points: &mut impl PointSink,
+    ) -> usize {
         self.build_tags(message);
         let timestamp = if self.send_timestamps {
             match self.timestamp_of(message) {
@@ -184,56 +232,62 @@ impl MetricMapper {
         } else {
             None
         };
+        points.begin(&self.tags, timestamp);
 
-        let mut gauges = 0;
+        let mut metrics = 0;
+        let mut name = std::mem::take(&mut self.name);
         for field in &message.fields {
-            let name = field.name.as_ref();
-            if self.operational_fields.iter().any(|f| f == name) {
+            let field_name = field.name.as_ref();
+            if self.operational_fields.iter().any(|f| f == field_name) {
                 continue;
             }
-            let value = match self.gauge_value(&field.value) {
+            let value = match self.value_of(&field.value) {
                 Ok(v) => v,
                 Err(reason) => {
                     counters.skip(reason);
                     continue;
                 }
             };
-            if !self.passes_filters(name) {
+            if !self.passes_filters(field_name) {
                 counters.skip(SkipReason::Filtered);
                 continue;
             }
-            if !name.chars().any(|c| c.is_ascii_alphanumeric()) {
+            if !field_name.chars().any(|c| c.is_ascii_alphanumeric()) {
                 counters.skip(SkipReason::InvalidName);
                 continue;
             }
-            let mut line = std::mem::take(&mut self.line);
-            line.clear();
-            push_metric_name(&mut line, &self.name_prefix, name);
-            line.push(':');
-            value.write(&mut line);
-            line.push_str("|g");
-            if !self.tags.is_empty() {
-                line.push_str("|#");
-                line.push_str(&self.tags);
+            name.clear();
+            push_metric_name(&mut name, &self.name_prefix, field_name);
+            if name == self.calls_name {
+                // The call count owns this name: a field of the same name would corrupt it.
+                counters.skip(SkipReason::ReservedName);
+                continue;
             }
-            if let Some(ts) = timestamp {
-                line.push_str("|T");
-                line.push_str(itoa::Buffer::new().format(ts));
-            }
-            let result = emit(&line);
-            self.line = line;
-            result?;
-            gauges += 1;
+            let kind = if self.is_distribution(field_name) {
+                MetricKind::Distribution
+            } else {
+                MetricKind::Gauge
+            };
+            points.point(&name, kind, value);
+            metrics += 1;
         }
-        if gauges == 0 {
+        self.name = name;
+        points.point(&self.calls_name, MetricKind::Count, Value::UInt(1));
+        if metrics == 0 {
             counters
                 .messages_without_metrics
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        counters
-            .gauges
-            .fetch_add(gauges as u64, std::sync::atomic::Ordering::Relaxed);
-        Ok(gauges)
+        metrics
+    }
+
+    /// The name of the per-model call count, `<prefix>.calls`.
+    pub fn calls_name(&self) -> &str {
+        &self.calls_name
+    }
+
+    fn is_distribution(&self, field: &str) -> bool {
+        !self.distributions.is_empty() && self.distributions.iter().any(|p| glob_match(p, field))
     }
 
     fn build_tags(&mut self, message: &InsightsMessage<'_>) {
@@ -273,13 +327,13 @@ impl MetricMapper {
         }
     }
 
-    fn gauge_value(&self, value: &FieldValue<'_>) -> Result<GaugeValue, SkipReason> {
+    fn value_of(&self, value: &FieldValue<'_>) -> Result<Value, SkipReason> {
         match value {
-            FieldValue::UInt(v) => Ok(GaugeValue::UInt(*v)),
-            FieldValue::Int(v) => Ok(GaugeValue::Int(*v)),
-            FieldValue::Float(v) if v.is_finite() => Ok(GaugeValue::Float(*v)),
+            FieldValue::UInt(v) => Ok(Value::UInt(*v)),
+            FieldValue::Int(v) => Ok(Value::Int(*v)),
+            FieldValue::Float(v) if v.is_finite() => Ok(Value::Float(*v)),
             FieldValue::Float(_) => Err(SkipReason::NonFinite),
-            FieldValue::Bool(b) if self.booleans => Ok(GaugeValue::UInt(u64::from(*b))),
+            FieldValue::Bool(b) if self.booleans => Ok(Value::UInt(u64::from(*b))),
             FieldValue::Bool(_) => Err(SkipReason::Boolean),
             FieldValue::Str(s) if self.numeric_strings => parse_numeric_string(s),
             FieldValue::Str(_) => Err(SkipReason::String),
@@ -313,38 +367,68 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-/// A gauge value, kept as the integer or float it was so that it prints exactly.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum GaugeValue {
-    UInt(u64),
-    Int(i64),
-    Float(f64),
+/// Receives the points of mapped messages: what comes after the mapping rules (a window that
+/// aggregates them, or lines sent one per point).
+pub trait PointSink {
+    /// The points that follow, up to the next `begin`, share these tags (already cleaned, joined
+    /// with `,`; empty for none) and this timestamp (Unix seconds).
+    fn begin(&mut self, tags: &str, timestamp: Option<i64>);
+    /// One point: its full metric name (prefix included, cleaned), kind and value.
+    fn point(&mut self, name: &str, kind: MetricKind, value: Value);
 }
 
-impl GaugeValue {
-    fn write(self, out: &mut String) {
-        match self {
-            GaugeValue::UInt(v) => out.push_str(itoa::Buffer::new().format(v)),
-            GaugeValue::Int(v) => out.push_str(itoa::Buffer::new().format(v)),
-            GaugeValue::Float(v) => out.push_str(ryu::Buffer::new().format_finite(v)),
+/// The line-per-point sink behind [`MetricMapper::map_message`].
+struct EachPointLines<F, E> {
+    line: String,
+    values: String,
+    tags: String,
+    timestamp: Option<i64>,
+    emit: F,
+    error: Option<E>,
+}
+
+impl<F: FnMut(&str) -> Result<(), E>, E> PointSink for EachPointLines<F, E> {
+    fn begin(&mut self, tags: &str, timestamp: Option<i64>) {
+        self.tags.clear();
+        self.tags.push_str(tags);
+        self.timestamp = timestamp;
+    }
+
+    fn point(&mut self, name: &str, kind: MetricKind, value: Value) {
+        if self.error.is_some() {
+            return;
+        }
+        self.values.clear();
+        value.write(&mut self.values);
+        self.line.clear();
+        push_line(
+            &mut self.line,
+            name,
+            &self.values,
+            kind,
+            &self.tags,
+            self.timestamp,
+        );
+        if let Err(e) = (self.emit)(&self.line) {
+            self.error = Some(e);
         }
     }
 }
 
-fn parse_numeric_string(s: &str) -> Result<GaugeValue, SkipReason> {
+fn parse_numeric_string(s: &str) -> Result<Value, SkipReason> {
     let s = s.trim();
     if let Ok(v) = s.parse::<u64>() {
-        return Ok(GaugeValue::UInt(v));
+        return Ok(Value::UInt(v));
     }
     if let Ok(v) = s.parse::<i64>() {
-        return Ok(GaugeValue::Int(v));
+        return Ok(Value::Int(v));
     }
     // Rust also accepts words such as "inf" and "NaN"; a number must start like one.
     let starts_like_a_number = s
         .trim_start_matches(['+', '-'])
         .starts_with(|c: char| c.is_ascii_digit() || c == '.');
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && starts_like_a_number => Ok(GaugeValue::Float(v)),
+        Ok(v) if v.is_finite() && starts_like_a_number => Ok(Value::Float(v)),
         Ok(_) => Err(SkipReason::NonFinite),
         Err(_) => {
             let word = s.trim_start_matches(['+', '-']).to_ascii_lowercase();
@@ -355,61 +439,6 @@ fn parse_numeric_string(s: &str) -> Result<GaugeValue, SkipReason> {
             }
         }
     }
-}
-
-/// Appends `<prefix><field>` cleaned to Datadog's name rules: anything outside `[A-Za-z0-9_.]`
-/// becomes `_`, and the whole name is cut at 200 characters.
-pub fn push_metric_name(out: &mut String, prefix: &str, field: &str) {
-    let start = out.len();
-    out.push_str(prefix);
-    let room = MAX_NAME_CHARS.saturating_sub(prefix.len());
-    let clean = field.len() <= room
-        && field
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-    if clean {
-        out.push_str(field);
-        return;
-    }
-    for c in field.chars() {
-        if out.len() - start >= MAX_NAME_CHARS {
-            break;
-        }
-        out.push(if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-            c
-        } else {
-            '_'
-        });
-    }
-}
-
-/// Appends a tag value cleaned to Datadog's tag rules: letters, digits and `_ - : . /` are kept,
-/// anything else (in particular `,`, `|`, `#` and line breaks) becomes `_`; at most `budget`
-/// bytes, cut on a character boundary.
-pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
-    let clean = value.len() <= budget && value.bytes().all(is_plain_tag_byte);
-    if clean {
-        out.push_str(value);
-        return;
-    }
-    // The budget counts bytes, not characters: a tag of 200 multi-byte letters would otherwise
-    // make lines, and datagrams, far longer than the Agent expects.
-    let start = out.len();
-    for c in value.chars() {
-        let c = if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
-            c
-        } else {
-            '_'
-        };
-        if out.len() - start + c.len_utf8() > budget {
-            break;
-        }
-        out.push(c);
-    }
-}
-
-fn is_plain_tag_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'/')
 }
 
 /// Shell-style glob on a field name: `*` any run, `?` one character.

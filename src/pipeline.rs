@@ -1,10 +1,9 @@
-//! The pipeline of one instance: Kafka source → Insights decoding → metric mapping → DogStatsD
-//! sink, and the loop that drives it until it is told to stop.
+//! The pipeline of one instance: Kafka source → Insights decoding → metric mapping →
+//! aggregation → DogStatsD sink, and the loop that drives it until it is told to stop.
 //!
-//! [`Forwarder`] is the part after the source: it takes a message's partition, offset and value,
-//! and tells the [`OffsetTracker`] when that message is safely with the Agent. [`run_instance`]
-//! owns the consumer, stores offsets, and shuts down within a fixed budget even when the broker
-//! is slow or gone.
+//! [`Forwarder`] is the part after the source. [`run_instance`] owns the consumer, wakes the
+//! forwarder when a window or buffer is due, stores offsets, and shuts down within a fixed budget
+//! even when the broker is slow or gone.
 //!
 //! When the Agent refuses a write, the loop pauses the assignment and keeps polling (rebalances
 //! and the group go on) while it retries the sink with back-off; it resumes once everything held
@@ -18,13 +17,11 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::Message;
 
 use crate::config::{Config, Instance};
-use crate::decode::decode;
+use crate::forwarder::Forwarder;
 use crate::metrics::MetricMapper;
-use crate::sink::{
-    open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport, Written,
-};
-use crate::source::{client_config, OffsetTracker, SourceContext};
-use crate::telemetry::{spawn_reporter, Counters, LogLimiter, Reporter, Snapshot};
+use crate::sink::{open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport};
+use crate::source::{client_config, SourceContext};
+use crate::telemetry::{spawn_reporter, Counters, Reporter, Snapshot};
 
 /// How often delivered offsets are handed to librdkafka (which commits them every
 /// [`crate::source::AUTO_COMMIT_INTERVAL_MS`]).
@@ -36,104 +33,6 @@ const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The longest `poll` wait, so that the stop flag is seen promptly.
 const MAX_POLL_WAIT: Duration = Duration::from_millis(100);
-
-/// Decodes, maps and sends messages; tracks which offsets are safe to store.
-pub struct Forwarder {
-    mapper: MetricMapper,
-    sink: DogStatsdSink,
-    /// The offsets on their way to being stored.
-    pub offsets: OffsetTracker,
-    counters: Arc<Counters>,
-    reject_log: LogLimiter,
-    topic: String,
-}
-
-impl Forwarder {
-    /// A forwarder for messages of `topic`.
-    pub fn new(
-        mapper: MetricMapper,
-        sink: DogStatsdSink,
-        counters: Arc<Counters>,
-        topic: &str,
-    ) -> Self {
-        Forwarder {
-            mapper,
-            sink,
-            offsets: OffsetTracker::default(),
-            counters,
-            reject_log: LogLimiter::new(10, Duration::from_secs(10)),
-            topic: topic.to_string(),
-        }
-    }
-
-    /// Handles one message. A message that cannot be decoded is counted, logged and passed over:
-    /// its offset moves on like any other, so it never stalls its partition.
-    pub fn handle(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
-        self.counters.messages.fetch_add(1, Ordering::Relaxed);
-        match decode(payload.unwrap_or_default()) {
-            Ok(message) => {
-                let (sink, offsets) = (&mut self.sink, &mut self.offsets);
-                let mapped = self.mapper.map_message(&message, &self.counters, |line| {
-                    if sink.push_line(line) == Written::Flushed {
-                        offsets.buffer_sent();
-                    }
-                    Ok::<(), std::convert::Infallible>(())
-                });
-                let Ok(_) = mapped;
-            }
-            Err(e) => {
-                self.counters.reject(e.reason());
-                if let Some(suppressed) = self.reject_log.allow() {
-                    let note = match suppressed {
-                        0 => String::new(),
-                        n => format!(" ({n} more rejections were not logged)"),
-                    };
-                    log::warn!(
-                        "rejected message topic={} partition={partition} offset={offset}: {e}{note}",
-                        self.topic
-                    );
-                }
-            }
-        }
-        self.offsets.message_done(partition, offset);
-        if self.sink.is_empty() {
-            // Nothing of this message, or of any before it, waits in the buffer: delivered.
-            // Without this, a run of messages with no gauge would never have its offsets stored.
-            self.offsets.buffer_sent();
-        }
-    }
-
-    /// Sends the buffer if it is older than the flush interval (a blocked sink is retried by
-    /// the caller, on its own schedule).
-    pub fn flush_if_due(&mut self, now: Instant) {
-        match self.sink.flush_deadline() {
-            Some(deadline) if now >= deadline && !self.sink.is_blocked() => {
-                self.flush();
-            }
-            _ => {}
-        }
-    }
-
-    /// One attempt to send everything unsent. `true` when it all went out: every handled
-    /// message is then delivered. `false` leaves the forwarder blocked, its offsets held back.
-    pub fn flush(&mut self) -> bool {
-        let all_sent = self.sink.flush();
-        if all_sent {
-            self.offsets.buffer_sent();
-        }
-        all_sent
-    }
-
-    /// Whether the Agent refused a write that has not gone out since.
-    pub fn is_blocked(&self) -> bool {
-        self.sink.is_blocked()
-    }
-
-    /// When the buffer must be sent, if it holds anything.
-    pub fn flush_deadline(&self) -> Option<Instant> {
-        self.sink.flush_deadline()
-    }
-}
 
 /// Where an instance writes its datagrams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,7 +199,11 @@ pub fn run_instance(
         .counters(counters.clone())
         .build();
     let mapper = MetricMapper::for_instance(&config.metric_prefix, instance);
-    let forwarder = Forwarder::new(mapper, sink, counters.clone(), &instance.topic);
+    let forwarder = Forwarder::builder(mapper, sink, counters.clone())
+        .aggregation_interval(Duration::from_secs(instance.aggregation_interval))
+        .max_contexts(instance.max_contexts)
+        .topic(&instance.topic)
+        .build();
     // Started before the consumer exists: an error here needs no Kafka shutdown.
     let reporter_done = Arc::new(AtomicBool::new(false));
     let reporter = match options.self_metrics_every {
@@ -397,6 +300,7 @@ fn consume(
 ) -> Result<(), RunError> {
     let context = consumer.context();
     let mut next_store = Instant::now() + STORE_INTERVAL;
+    // When the forwarder next has a window or a buffer to write.
     let mut flush_deadline: Option<Instant> = None;
     // While the Agent refuses data: when to try again, and the current back-off.
     let mut retry: Option<(Instant, Duration)> = None;
@@ -463,7 +367,7 @@ fn consume(
             }
             Some(_) => {}
         }
-        flush_deadline = forwarder.flush_deadline();
+        flush_deadline = forwarder.next_deadline();
         if now >= next_store && context.commits_offsets() {
             next_store = now + STORE_INTERVAL;
             if let Some(offsets) = forwarder.offsets.take_unstored(&instance.topic) {
@@ -572,52 +476,4 @@ fn describe(offsets: &rdkafka::TopicPartitionList) -> String {
         .map(|e| format!("{}:{}", e.partition(), e.offset().to_raw().unwrap_or(-1)))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use cadence::SpyMetricSink;
-
-    fn forwarder(spy: SpyMetricSink) -> Forwarder {
-        let counters = Arc::new(Counters::default());
-        let sink = DogStatsdSink::builder(spy, 1432)
-            .counters(counters.clone())
-            .build();
-        let mapper = MetricMapper::builder("algorithmia").build();
-        Forwarder::new(mapper, sink, counters, "t")
-    }
-
-    fn stored(f: &mut Forwarder) -> Vec<(i32, i64)> {
-        f.offsets
-            .take_unstored("t")
-            .map(|tpl| {
-                tpl.elements()
-                    .iter()
-                    .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    #[test]
-    fn offsets_of_messages_without_gauges_move_on_at_once() {
-        let (_rx, spy) = SpyMetricSink::new();
-        let mut f = forwarder(spy);
-        f.handle(0, 7, Some(b"not json"));
-        f.handle(0, 8, Some(br#"{"algorithm_name":"m"}"#));
-        assert_eq!(stored(&mut f), [(0, 9)]);
-    }
-
-    #[test]
-    fn offsets_of_buffered_gauges_wait_for_the_flush() {
-        let (rx, spy) = SpyMetricSink::new();
-        let mut f = forwarder(spy);
-        f.handle(0, 7, Some(br#"{"x":1}"#));
-        f.handle(0, 8, Some(b"not json")); // behind a buffered gauge: waits too
-        assert_eq!(stored(&mut f), []);
-        assert!(f.flush());
-        assert_eq!(rx.try_recv().unwrap(), b"algorithmia.x:1|g");
-        assert_eq!(stored(&mut f), [(0, 9)]);
-    }
 }

@@ -242,6 +242,11 @@ impl DogStatsdSink {
         self.buffer.is_empty() || self.send_buffer()
     }
 
+    /// The largest datagram this sink packs.
+    pub fn max_datagram(&self) -> usize {
+        self.max_datagram
+    }
+
     /// Whether a write failed and has not succeeded since.
     pub fn is_blocked(&self) -> bool {
         self.blocked

@@ -3,18 +3,8 @@
 //!
 //! The consumer runs with `enable.auto.offset.store=false`: librdkafka commits (every
 //! `auto.commit.interval.ms`, on revocation and at close) only what we stored, and we store a
-//! message's offset only once every datagram carrying its gauges was accepted by the socket.
-//!
-//! ```
-//! use algorithmia_datadog::source::OffsetTracker;
-//!
-//! let mut offsets = OffsetTracker::default();
-//! offsets.message_done(0, 41); // its gauges are in the sink's buffer
-//! assert!(offsets.take_unstored("insights").is_none());
-//! offsets.buffer_sent(); // the sink wrote the buffer
-//! let tpl = offsets.take_unstored("insights").unwrap();
-//! assert_eq!(tpl.find_partition("insights", 0).unwrap().offset(), rdkafka::Offset::Offset(42));
-//! ```
+//! message's offset only once every datagram carrying its points was accepted by the socket (see
+//! [`crate::offsets`]).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -22,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::config::{is_secret_property, ConfigError, Instance, StartOffset};
-use crate::pipeline::Forwarder;
+use crate::forwarder::Forwarder;
 use crate::telemetry::{Counters, LogLimiter};
 
 /// How long librdkafka waits before fetching again for a partition whose local queue is full.
@@ -102,93 +92,6 @@ pub fn validate_client_config(instance: &Instance, origin: &str) -> Result<(), C
             key: format!("instances[{}]", instance.index),
             reason: other.to_string(),
         }),
-    }
-}
-
-/// Per-partition offsets on their way from "gauges buffered" to "stored".
-///
-/// Partitions index plain vectors: Insights topics have a handful of partitions, and this runs
-/// once per message.
-#[derive(Debug, Default)]
-pub struct OffsetTracker {
-    /// Next offset to consume, per partition, for messages whose gauges are all in the buffer.
-    buffered: Vec<i64>,
-    /// Next offset to consume, per partition, for messages whose gauges all reached the socket.
-    delivered: Vec<i64>,
-    /// Partitions whose delivered offset moved since the last store.
-    unstored: Vec<bool>,
-    any_buffered: bool,
-}
-
-const NONE: i64 = -1;
-
-impl OffsetTracker {
-    fn slot(&mut self, partition: i32) -> usize {
-        let p = partition.max(0) as usize;
-        if p >= self.buffered.len() {
-            self.buffered.resize(p + 1, NONE);
-            self.delivered.resize(p + 1, NONE);
-            self.unstored.resize(p + 1, false);
-        }
-        p
-    }
-
-    /// Every gauge of the message at `offset` is in the sink's buffer (or it had none).
-    pub fn message_done(&mut self, partition: i32, offset: i64) {
-        let p = self.slot(partition);
-        self.buffered[p] = offset + 1;
-        self.any_buffered = true;
-    }
-
-    /// The sink's buffer was written: everything marked done so far is delivered.
-    pub fn buffer_sent(&mut self) {
-        if !self.any_buffered {
-            return;
-        }
-        for (p, next) in self.buffered.iter_mut().enumerate() {
-            if *next != NONE {
-                self.delivered[p] = *next;
-                self.unstored[p] = true;
-                *next = NONE;
-            }
-        }
-        self.any_buffered = false;
-    }
-
-    /// The delivered offsets not stored yet, as a list for `store_offsets`.
-    pub fn take_unstored(&mut self, topic: &str) -> Option<TopicPartitionList> {
-        let mut tpl: Option<TopicPartitionList> = None;
-        for (p, flag) in self.unstored.iter_mut().enumerate() {
-            if std::mem::take(flag) {
-                let list = tpl.get_or_insert_with(TopicPartitionList::new);
-                // Offsets come from librdkafka and are far below i64::MAX; cannot fail.
-                let _ =
-                    list.add_partition_offset(topic, p as i32, Offset::Offset(self.delivered[p]));
-            }
-        }
-        tpl
-    }
-
-    /// Every delivered offset among `partitions` (all of them when `None`).
-    pub fn delivered(&self, topic: &str, partitions: Option<&[i32]>) -> TopicPartitionList {
-        let mut tpl = TopicPartitionList::new();
-        for (p, next) in self.delivered.iter().enumerate() {
-            let wanted = partitions.is_none_or(|ps| ps.contains(&(p as i32)));
-            if *next != NONE && wanted {
-                let _ = tpl.add_partition_offset(topic, p as i32, Offset::Offset(*next));
-            }
-        }
-        tpl
-    }
-
-    /// Drops what we know of partitions we no longer own.
-    pub fn forget(&mut self, partitions: &[i32]) {
-        for &partition in partitions {
-            let p = self.slot(partition);
-            self.buffered[p] = NONE;
-            self.delivered[p] = NONE;
-            self.unstored[p] = false;
-        }
     }
 }
 
@@ -319,59 +222,5 @@ impl ConsumerContext for SourceContext {
             | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => self.log_error(&format!("offset commit failed: {e}")),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn offsets_of(tpl: &TopicPartitionList) -> Vec<(i32, Offset)> {
-        tpl.elements()
-            .iter()
-            .map(|e| (e.partition(), e.offset()))
-            .collect()
-    }
-
-    #[test]
-    fn offsets_move_only_when_the_buffer_is_sent() {
-        let mut t = OffsetTracker::default();
-        t.message_done(2, 10);
-        t.message_done(2, 11);
-        t.message_done(0, 5);
-        assert!(t.take_unstored("t").is_none());
-        t.buffer_sent();
-        t.message_done(2, 12); // buffered after the send: not delivered yet
-        let tpl = t.take_unstored("t").unwrap();
-        assert_eq!(
-            offsets_of(&tpl),
-            [(0, Offset::Offset(6)), (2, Offset::Offset(12))]
-        );
-        assert!(
-            t.take_unstored("t").is_none(),
-            "stored offsets are not stored twice"
-        );
-        t.buffer_sent();
-        assert_eq!(
-            offsets_of(&t.take_unstored("t").unwrap()),
-            [(2, Offset::Offset(13))]
-        );
-    }
-
-    #[test]
-    fn revoked_partitions_are_forgotten() {
-        let mut t = OffsetTracker::default();
-        t.message_done(0, 1);
-        t.message_done(1, 1);
-        t.buffer_sent();
-        assert_eq!(
-            offsets_of(&t.delivered("t", Some(&[1]))),
-            [(1, Offset::Offset(2))]
-        );
-        t.forget(&[1]);
-        assert_eq!(
-            offsets_of(&t.delivered("t", None)),
-            [(0, Offset::Offset(2))]
-        );
     }
 }

@@ -35,11 +35,13 @@ pub enum SkipReason {
     InvalidName,
     /// Left out by `include_metrics` / `exclude_metrics`.
     Filtered,
+    /// Named like the per-model call count (`<prefix>.calls`), which owns that name.
+    ReservedName,
 }
 
 impl SkipReason {
     /// Every reason, in counter order.
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 9] = [
         SkipReason::Null,
         SkipReason::Array,
         SkipReason::Object,
@@ -48,6 +50,7 @@ impl SkipReason {
         SkipReason::NonFinite,
         SkipReason::InvalidName,
         SkipReason::Filtered,
+        SkipReason::ReservedName,
     ];
 
     /// A short, stable label (`reason:` tag).
@@ -61,6 +64,7 @@ impl SkipReason {
             SkipReason::NonFinite => "non_finite",
             SkipReason::InvalidName => "invalid_name",
             SkipReason::Filtered => "filtered",
+            SkipReason::ReservedName => "reserved_name",
         }
     }
 }
@@ -101,8 +105,14 @@ pub struct Counters {
     pub messages: AtomicU64,
     /// Accepted messages that held no metric.
     pub messages_without_metrics: AtomicU64,
-    /// Gauges written to the Agent's socket buffer.
+    /// Gauge points written to the sink (after aggregation: one per context and window).
     pub gauges: AtomicU64,
+    /// Count points (`<prefix>.calls`) written to the sink.
+    pub counts: AtomicU64,
+    /// Distribution values written to the sink (every value, several packed per line).
+    pub distribution_values: AtomicU64,
+    /// Values folded into another point of their window (a gauge superseded, a count added).
+    pub points_aggregated: AtomicU64,
     /// Datagrams the socket accepted.
     pub datagrams: AtomicU64,
     /// Bytes the socket accepted.
@@ -145,6 +155,9 @@ impl Counters {
             messages: load(&self.messages),
             messages_without_metrics: load(&self.messages_without_metrics),
             gauges: load(&self.gauges),
+            counts: load(&self.counts),
+            distribution_values: load(&self.distribution_values),
+            points_aggregated: load(&self.points_aggregated),
             datagrams: load(&self.datagrams),
             bytes: load(&self.bytes),
             send_errors: load(&self.send_errors),
@@ -231,8 +244,14 @@ pub struct Snapshot {
     pub messages: u64,
     /// Accepted messages that held no metric.
     pub messages_without_metrics: u64,
-    /// Gauges written.
+    /// Gauge points written.
     pub gauges: u64,
+    /// Count points written.
+    pub counts: u64,
+    /// Distribution values written.
+    pub distribution_values: u64,
+    /// Values folded into another point of their window.
+    pub points_aggregated: u64,
     /// Datagrams sent.
     pub datagrams: u64,
     /// Bytes sent.
@@ -278,6 +297,9 @@ impl Snapshot {
         self.messages += other.messages;
         self.messages_without_metrics += other.messages_without_metrics;
         self.gauges += other.gauges;
+        self.counts += other.counts;
+        self.distribution_values += other.distribution_values;
+        self.points_aggregated += other.points_aggregated;
         self.datagrams += other.datagrams;
         self.bytes += other.bytes;
         self.send_errors += other.send_errors;
@@ -390,8 +412,15 @@ pub const MESSAGES_REJECTED: SelfMetric = count("algorithmia.forwarder.messages_
 /// Accepted messages that held no metric.
 pub const MESSAGES_WITHOUT_METRICS: SelfMetric =
     count("algorithmia.forwarder.messages_without_metrics");
-/// Gauges written to the Agent's socket.
+/// Gauge points written to the Agent's socket (one per context and window when aggregating).
 pub const GAUGES_SENT: SelfMetric = count("algorithmia.forwarder.gauges_sent");
+/// Count points (the per-model call counts) written to the Agent's socket.
+pub const COUNTS_SENT: SelfMetric = count("algorithmia.forwarder.counts_sent");
+/// Distribution values written to the Agent's socket (each one, packed).
+pub const DISTRIBUTION_VALUES_SENT: SelfMetric =
+    count("algorithmia.forwarder.distribution_values_sent");
+/// Values folded into another point of their aggregation window.
+pub const POINTS_AGGREGATED: SelfMetric = count("algorithmia.forwarder.points_aggregated");
 /// Fields that did not become gauges, tagged `reason:`.
 pub const FIELDS_SKIPPED: SelfMetric = count("algorithmia.forwarder.fields_skipped");
 /// Points sent without their timestamp, tagged `reason:`.
@@ -409,11 +438,14 @@ pub const CONSUMER_LAG: SelfMetric = SelfMetric {
 };
 
 /// Every self-metric the forwarder can send (the package's `metadata.csv` lists each).
-pub const SELF_METRICS: [SelfMetric; 10] = [
+pub const SELF_METRICS: [SelfMetric; 13] = [
     MESSAGES_CONSUMED,
     MESSAGES_REJECTED,
     MESSAGES_WITHOUT_METRICS,
     GAUGES_SENT,
+    COUNTS_SENT,
+    DISTRIBUTION_VALUES_SENT,
+    POINTS_AGGREGATED,
     FIELDS_SKIPPED,
     TIMESTAMPS_DROPPED,
     DATAGRAMS_SENT,
@@ -554,7 +586,7 @@ impl Reporter {
     ) -> Reporter {
         let clean = |v: &str| {
             let mut out = String::new();
-            crate::metrics::push_tag_value(&mut out, v, 150);
+            crate::dogstatsd::push_tag_value(&mut out, v, 150);
             out
         };
         let (topic, group) = (clean(&instance.topic), clean(&instance.consumer_group));
@@ -590,6 +622,15 @@ impl Reporter {
                 now.messages_without_metrics - last.messages_without_metrics,
             ),
             (GAUGES_SENT, now.gauges - last.gauges),
+            (COUNTS_SENT, now.counts - last.counts),
+            (
+                DISTRIBUTION_VALUES_SENT,
+                now.distribution_values - last.distribution_values,
+            ),
+            (
+                POINTS_AGGREGATED,
+                now.points_aggregated - last.points_aggregated,
+            ),
             (DATAGRAMS_SENT, now.datagrams - last.datagrams),
             (SEND_ERRORS, now.send_errors - last.send_errors),
             (KAFKA_ERRORS, now.kafka_errors - last.kafka_errors),

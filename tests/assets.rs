@@ -214,7 +214,7 @@ fn the_first_run_creates_and_the_second_updates_in_place_without_duplicates() {
     let first = install(&url, API_KEY);
     let (stdout, stderr) = text(&first);
     assert_eq!(first.status.code(), Some(0), "{stderr}");
-    assert_eq!(stdout.matches(": created").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches(": created").count(), 6, "{stdout}");
     assert!(
         stdout.contains("dashboard \"Algorithmia\": created (id abc-def-000)"),
         "{stdout}"
@@ -223,7 +223,7 @@ fn the_first_run_creates_and_the_second_updates_in_place_without_duplicates() {
     let second = install(&url, API_KEY);
     let (stdout, stderr) = text(&second);
     assert_eq!(second.status.code(), Some(0), "{stderr}");
-    assert_eq!(stdout.matches(": updated").count(), 5, "{stdout}");
+    assert_eq!(stdout.matches(": updated").count(), 6, "{stdout}");
     assert!(
         stdout.contains("dashboard \"Algorithmia\": updated (id abc-def-000)"),
         "{stdout}"
@@ -231,7 +231,7 @@ fn the_first_run_creates_and_the_second_updates_in_place_without_duplicates() {
 
     let account = account.lock().unwrap();
     assert_eq!(account.dashboards.len(), 1);
-    assert_eq!(account.monitors.len(), 4);
+    assert_eq!(account.monitors.len(), 5);
     let puts: Vec<&String> = account
         .requests
         .iter()
@@ -245,7 +245,8 @@ fn the_first_run_creates_and_the_second_updates_in_place_without_duplicates() {
             "/api/v1/monitor/1000",
             "/api/v1/monitor/1001",
             "/api/v1/monitor/1002",
-            "/api/v1/monitor/1003"
+            "/api/v1/monitor/1003",
+            "/api/v1/monitor/1004"
         ]
     );
 }

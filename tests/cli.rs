@@ -169,16 +169,30 @@ fn the_demo_forwards_every_message_to_the_configured_address() {
     );
     assert!(stdout.contains("rejected         6"), "{stdout}");
     let lines = reader.join().unwrap();
-    let gauges: u64 = stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("gauges"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .expect("the summary reports gauges");
-    assert_eq!(lines.len() as u64, gauges, "every reported gauge arrived");
-    assert!(lines.iter().any(
-        |l| l.starts_with("algorithmia.risk_score:0.2|g|#algorithm_name:credit_card_approval")
-    ));
+    let summary_number = |label: &str| -> u64 {
+        stdout
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(label))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("the summary reports {label}: {stdout}"))
+    };
+    let (gauges, counts) = (summary_number("gauges"), summary_number("call counts"));
+    assert_eq!(
+        lines.len() as u64,
+        gauges + counts,
+        "every reported point arrived"
+    );
+    assert_eq!(
+        count_sum(&lines, "algorithmia.calls"),
+        2000 - 6,
+        "every accepted call counted"
+    );
+    assert!(summary_number("aggregated") > 0, "{stdout}");
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("algorithmia.risk_score:")
+            && l.contains("|g|#algorithm_name:credit_card_approval")));
 }
 
 #[test]
@@ -219,9 +233,15 @@ fn dry_run_writes_datagrams_to_stdout_and_commits_nothing() {
 
     // The configured group still has the message: the dry run committed nothing for it.
     let mut child = start_forwarding(&dir, &path);
-    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(20));
+    let (lines, _) = collect_lines(&agent, 2, Duration::from_secs(20));
     terminate(&mut child);
-    assert_eq!(lines, ["algorithmia.risk_score:0.5|g|#algorithm_name:m"]);
+    assert_eq!(
+        lines,
+        [
+            "algorithmia.risk_score:0.5|g|#algorithm_name:m",
+            "algorithmia.calls:1|c|#algorithm_name:m"
+        ]
+    );
 }
 
 fn wait_for<T: Send + 'static>(
@@ -241,7 +261,7 @@ fn wait_for<T: Send + 'static>(
 
 fn config_yaml(bootstrap: &str, topic: &str, url: &str) -> String {
     format!(
-        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{bootstrap}\"\n    kafka_topic: {topic}\n    consumer_group: {}\n    start_offset: earliest\n    kafka_options:\n      session.timeout.ms: 1500\n      heartbeat.interval.ms: 300\n",
+        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{bootstrap}\"\n    kafka_topic: {topic}\n    consumer_group: {}\n    start_offset: earliest\n{SEQ_AS_DISTRIBUTION}    kafka_options:\n      session.timeout.ms: 1500\n      heartbeat.interval.ms: 300\n",
         unique("cli")
     )
 }
@@ -292,8 +312,10 @@ fn sigterm_stops_cleanly_with_exit_0_and_commits_what_was_sent() {
         .unwrap();
 
     let mut child = start_forwarding(&dir, &path);
-    let (lines, _) = collect_lines(&agent, 100, Duration::from_secs(20));
-    assert_eq!(lines.len(), 100);
+    let lines = collect_until(&agent, Duration::from_secs(20), |l| {
+        sorted_seq_values(l).len() >= 100
+    });
+    assert_eq!(sorted_seq_values(&lines), (0..100).collect::<Vec<_>>());
     let (took, code) = terminate(&mut child);
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(10), "{took:?}");
@@ -301,9 +323,11 @@ fn sigterm_stops_cleanly_with_exit_0_and_commits_what_was_sent() {
     // The next process in the group starts after what was forwarded.
     kafka.produce(&topic, [r#"{"seq":100}"#]).unwrap();
     let mut child = start_forwarding(&dir, &path);
-    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(20));
+    let lines = collect_until(&agent, Duration::from_secs(20), |l| {
+        !sorted_seq_values(l).is_empty()
+    });
     terminate(&mut child);
-    assert_eq!(lines, ["algorithmia.seq:100|g"]);
+    assert_eq!(sorted_seq_values(&lines), [100], "{lines:?}");
 }
 
 #[test]
@@ -318,8 +342,10 @@ fn sigterm_exits_within_10_seconds_even_when_the_broker_is_gone() {
     );
     kafka.produce(&topic, [r#"{"seq":1}"#]).unwrap();
     let mut child = start_forwarding(&dir, &path);
-    let (lines, _) = collect_lines(&agent, 1, Duration::from_secs(20));
-    assert_eq!(lines.len(), 1);
+    let lines = collect_until(&agent, Duration::from_secs(20), |l| {
+        !sorted_seq_values(l).is_empty()
+    });
+    assert_eq!(sorted_seq_values(&lines), [1]);
 
     kafka.set_broker_up(1, false).unwrap();
     std::thread::sleep(Duration::from_millis(500));

@@ -131,12 +131,33 @@ fn every_self_metric_is_in_metadata_csv_with_its_type() {
     }
 }
 
+/// The per-model call count under the default prefix.
+const CALLS: &str = "algorithmia.calls";
+
+#[test]
+fn the_call_count_is_listed_as_the_rate_datadog_shows() {
+    let mapper = algorithmia_datadog::metrics::MetricMapper::builder("algorithmia").build();
+    assert_eq!(mapper.calls_name(), CALLS);
+    let rows = metadata();
+    let row = rows
+        .iter()
+        .find(|r| r["metric_name"] == CALLS)
+        .expect("metadata.csv lists the call count");
+    // A DogStatsD count reaches Datadog as a rate over the Agent's 10 s flush.
+    assert_eq!(
+        (row["metric_type"].as_str(), row["interval"].as_str()),
+        ("rate", "10")
+    );
+}
+
 #[test]
 fn every_metadata_row_is_something_the_forwarder_sends() {
     let sent: BTreeSet<&str> = SELF_METRICS.iter().map(|m| m.name).collect();
     for name in listed_metrics() {
         assert!(
-            sent.contains(name.as_str()) || name == "algorithmia.duration_milliseconds",
+            sent.contains(name.as_str())
+                || name == "algorithmia.duration_milliseconds"
+                || name == CALLS,
             "metadata.csv lists {name}, which nothing sends"
         );
     }
@@ -208,7 +229,7 @@ fn every_asset_the_manifest_names_exists_and_the_check_metric_is_listed() {
         "service_checks.json"
     );
     assert_eq!(integration["metrics"]["metadata_path"], "metadata.csv");
-    assert_eq!(assets().len(), 5);
+    assert_eq!(assets().len(), 6);
     for (path, asset) in assets().into_iter().filter(|(p, _)| p.contains("monitors")) {
         assert_eq!(asset["version"], 2, "{path}");
         assert!(

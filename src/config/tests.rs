@@ -55,6 +55,52 @@ fn a_minimal_file_gets_every_documented_default() {
     assert!(i.numeric_strings && i.booleans && !i.send_timestamps);
     assert!(i.include_metrics.is_empty() && i.exclude_metrics.is_empty() && i.tags.is_empty());
     assert_eq!(i.timestamp_field, "time");
+    assert!(i.distribution_metrics.is_empty());
+    assert_eq!((i.aggregation_interval, i.max_contexts), (2, 100_000));
+}
+
+#[test]
+fn aggregation_settings_are_read_and_checked() {
+    let config = load(&format!(
+        "{MINIMAL}    aggregation_interval: 0\n    max_contexts: 500\n    distribution_metrics: [duration_*, risk_score]\n"
+    ))
+    .unwrap();
+    let i = &config.instances[0];
+    assert_eq!((i.aggregation_interval, i.max_contexts), (0, 500));
+    assert_eq!(i.distribution_metrics, ["duration_*", "risk_score"]);
+    for interval in [1, 5, 10] {
+        let yaml = format!("{MINIMAL}    aggregation_interval: {interval}\n");
+        assert_eq!(
+            load(&yaml).unwrap().instances[0].aggregation_interval,
+            interval
+        );
+    }
+    for bad in ["3", "60", "-1", "1.5", "two"] {
+        let e = rejected(&format!("{MINIMAL}    aggregation_interval: {bad}\n"));
+        assert_eq!(e.key, "instances[0].aggregation_interval", "{bad}: {e}");
+    }
+    let e = rejected(&format!("{MINIMAL}    aggregation_interval: 3\n"));
+    assert!(e.reason.contains("0, 1, 2, 5 or 10"), "{e}");
+    let e = rejected(&format!("{MINIMAL}    max_contexts: 0\n"));
+    assert_eq!(e.key, "instances[0].max_contexts");
+    let e = rejected(&format!("{MINIMAL}    distribution_metrics: [\"\"]\n"));
+    assert_eq!(e.key, "instances[0].distribution_metrics[0]");
+}
+
+#[test]
+fn check_config_shows_the_aggregation_settings() {
+    let yaml = load(&format!(
+        "{MINIMAL}    distribution_metrics: [risk_score]\n"
+    ))
+    .unwrap()
+    .redacted_yaml();
+    for expected in [
+        "aggregation_interval: 2",
+        "max_contexts: 100000",
+        "- risk_score",
+    ] {
+        assert!(yaml.contains(expected), "{expected} missing from:\n{yaml}");
+    }
 }
 
 #[test]

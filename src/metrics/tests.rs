@@ -8,7 +8,15 @@ use crate::telemetry::Snapshot;
 /// 2021-02-20T00:21:54Z, the public sample's time.
 const SAMPLE_TIME: i64 = 1_613_780_514;
 
+/// The lines of the message's fields (its call count, always last, is checked and left out).
 fn lines_with(mapper: &mut MetricMapper, json: &str) -> (Vec<String>, Snapshot) {
+    let (mut lines, snapshot) = all_lines_with(mapper, json);
+    let calls = lines.pop().expect("every message has a call count");
+    assert!(calls.contains(".calls:1|c"), "{calls}");
+    (lines, snapshot)
+}
+
+fn all_lines_with(mapper: &mut MetricMapper, json: &str) -> (Vec<String>, Snapshot) {
     let counters = Counters::default();
     let message = decode(json.as_bytes()).expect("test input is valid JSON");
     let mut lines = Vec::new();
@@ -95,7 +103,6 @@ fn other_values_are_skipped_and_counted_by_reason() {
     assert_eq!(c.skipped(SkipReason::Object), 1);
     assert_eq!(c.skipped(SkipReason::String), 2);
     assert_eq!(c.skipped(SkipReason::NonFinite), 3);
-    assert_eq!(c.gauges, 1);
 }
 
 #[test]
@@ -418,5 +425,58 @@ fn tag_values_of_multi_byte_letters_are_cut_at_200_bytes() {
     assert!(
         tag.len() > 190,
         "cut on a character boundary, not much shorter"
+    );
+}
+
+#[test]
+fn every_message_counts_one_call_tagged_like_its_points() {
+    let mut mapper = MetricMapper::builder("algorithmia").build();
+    let (lines, _) = all_lines_with(&mut mapper, PUBLIC_SAMPLE);
+    assert_eq!(
+        lines.last().unwrap(),
+        "algorithmia.calls:1|c|#algorithm_name:credit_card_approval,algorithm_version:1.0.6,algorithm_owner:asli"
+    );
+    let (lines, snapshot) = all_lines_with(&mut mapper, r#"{"algorithm_name":"m"}"#);
+    assert_eq!(lines, ["algorithmia.calls:1|c|#algorithm_name:m"]);
+    assert_eq!(
+        snapshot.messages_without_metrics, 1,
+        "still a message without metrics"
+    );
+    let mut prefixed = MetricMapper::builder("ml.insights").build();
+    let (lines, _) = all_lines_with(&mut prefixed, "{}");
+    assert_eq!(lines, ["ml.insights.calls:1|c"]);
+}
+
+#[test]
+fn a_field_named_like_the_call_count_is_skipped_and_counted() {
+    let (lines, snapshot) = lines_with(
+        &mut MetricMapper::builder("algorithmia").build(),
+        r#"{"calls":5,"calls_total":6}"#,
+    );
+    assert_eq!(lines, ["algorithmia.calls_total:6|g"]);
+    assert_eq!(snapshot.skipped(SkipReason::ReservedName), 1);
+}
+
+#[test]
+fn distribution_fields_are_sent_as_distributions_without_timestamps() {
+    let mut mapper = MetricMapper::builder("algorithmia")
+        .distributions(["duration_*", "risk_score"])
+        .send_timestamps(true, "time")
+        .fixed_clock(SAMPLE_TIME)
+        .build();
+    let (lines, _) = lines_with(&mut mapper, PUBLIC_SAMPLE);
+    let tags = "algorithm_name:credit_card_approval,algorithm_version:1.0.6,algorithm_owner:asli";
+    assert_eq!(
+        lines,
+        [
+            format!("algorithmia.risk_score:0.2|d|#{tags}"),
+            format!("algorithmia.duration_milliseconds:8|d|#{tags}"),
+        ]
+    );
+    let (all, _) = all_lines_with(&mut mapper, PUBLIC_SAMPLE);
+    assert_eq!(
+        all.last().unwrap(),
+        &format!("algorithmia.calls:1|c|#{tags}|T{SAMPLE_TIME}"),
+        "the call count keeps its timestamp"
     );
 }

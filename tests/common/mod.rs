@@ -167,12 +167,97 @@ pub fn collect_all(
 pub fn drain(agent: &impl Datagrams, quiet: Duration) -> Vec<String> {
     let mut got = Vec::new();
     while let Some(d) = agent.recv_datagram(quiet) {
-        let text = String::from_utf8(d).expect("datagrams are UTF-8");
-        got.extend(
-            text.split('\n')
-                .filter(|l| !is_self_monitoring(l))
-                .map(str::to_string),
-        );
+        got.extend(forwarded_lines(d));
     }
     got
+}
+
+/// The forwarded lines of one datagram (not the self-monitoring).
+fn forwarded_lines(datagram: Vec<u8>) -> impl Iterator<Item = String> {
+    let text = String::from_utf8(datagram).expect("datagrams are UTF-8");
+    let lines: Vec<String> = text
+        .split('\n')
+        .filter(|l| !is_self_monitoring(l))
+        .map(str::to_string)
+        .collect();
+    lines.into_iter()
+}
+
+/// Collects forwarded lines until `done` says so or `timeout` passed.
+pub fn collect_until(
+    agent: &impl Datagrams,
+    timeout: Duration,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    while !done(&got) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if let Some(d) = agent.recv_datagram(left) {
+            got.extend(forwarded_lines(d));
+        }
+    }
+    got
+}
+
+/// Every value of the distribution `metric` in `lines` (several may be packed in one line), in
+/// the order they came.
+pub fn distribution_values(lines: &[String], metric: &str) -> Vec<String> {
+    let prefix = format!("{metric}:");
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split_once("|d").map(|(values, _)| values))
+        .flat_map(|values| values.split(':').map(str::to_string))
+        .collect()
+}
+
+/// The `seq` values (a distribution) forwarded in `lines`, sorted.
+pub fn sorted_seq_values(lines: &[String]) -> Vec<u32> {
+    let mut seqs: Vec<u32> = distribution_values(lines, "algorithmia.seq")
+        .iter()
+        .map(|v| v.parse().expect("seq values are integers"))
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+/// The sum of the count `metric` over `lines`, whatever their tags.
+pub fn count_sum(lines: &[String], metric: &str) -> u64 {
+    let prefix = format!("{metric}:");
+    lines
+        .iter()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| rest.split_once("|c").map(|(v, _)| v))
+        .map(|v| v.parse::<u64>().expect("call counts are integers"))
+        .sum()
+}
+
+/// Instance lines that send `seq` as a distribution: every value arrives, aggregated or not.
+pub const SEQ_AS_DISTRIBUTION: &str = "    distribution_metrics: [seq]\n";
+
+/// The offsets `group` committed for the first `partitions` partitions of `topic` (-1: none).
+pub fn committed(kafka: &EmbeddedKafka, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("group.id", group)
+        .create()
+        .expect("a consumer to read commits");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let got = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|p| match got.find_partition(topic, p).map(|e| e.offset()) {
+            Some(rdkafka::Offset::Offset(o)) => o,
+            _ => -1,
+        })
+        .collect()
 }

@@ -1,0 +1,180 @@
+//! The DogStatsD wire format: metric kinds and values, Datadog's rules for names and tags, and
+//! one line as the Agent reads it (`name:value[:value...]|type[|#tags][|Tseconds]`).
+//!
+//! Everything that writes a line goes through here, so that no input can end a tag (`,`), a
+//! field (`|`), start a tag list (`#`) or start a second metric (a line break).
+//!
+//! ```
+//! use algorithmia_datadog::dogstatsd::{push_line, push_metric_name, MetricKind};
+//!
+//! let mut name = String::new();
+//! push_metric_name(&mut name, "algorithmia.", "risk score");
+//! let mut line = String::new();
+//! push_line(&mut line, &name, "0.2:0.3", MetricKind::Distribution, "algorithm_name:m", Some(1));
+//! assert_eq!(line, "algorithmia.risk_score:0.2:0.3|d|#algorithm_name:m"); // no |T on |d
+//! ```
+
+/// Datadog's limit on metric names and on tags.
+pub const MAX_NAME_CHARS: usize = 200;
+/// A metric value, kept as the integer or float it was so that it prints exactly.
+///
+/// ```
+/// use algorithmia_datadog::dogstatsd::Value;
+///
+/// let mut line = String::new();
+/// Value::Float(0.25).write(&mut line);
+/// line.push(':');
+/// Value::UInt(2).added(Value::UInt(3)).write(&mut line);
+/// assert_eq!(line, "0.25:5");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// A non-negative integer.
+    UInt(u64),
+    /// A negative integer.
+    Int(i64),
+    /// A finite float.
+    Float(f64),
+}
+
+impl Value {
+    /// Appends the value as DogStatsD writes it.
+    pub fn write(self, out: &mut String) {
+        match self {
+            Value::UInt(v) => out.push_str(itoa::Buffer::new().format(v)),
+            Value::Int(v) => out.push_str(itoa::Buffer::new().format(v)),
+            Value::Float(v) => out.push_str(ryu::Buffer::new().format_finite(v)),
+        }
+    }
+
+    /// The sum of two count increments: exact for integers while they fit, else a float (kept
+    /// finite so that it always prints as a number).
+    pub fn added(self, other: Value) -> Value {
+        let as_f64 = |v: Value| match v {
+            Value::UInt(v) => v as f64,
+            Value::Int(v) => v as f64,
+            Value::Float(v) => v,
+        };
+        match (self, other) {
+            (Value::UInt(a), Value::UInt(b)) => match a.checked_add(b) {
+                Some(sum) => Value::UInt(sum),
+                None => Value::Float(a as f64 + b as f64),
+            },
+            (a, b) => {
+                let sum = as_f64(a) + as_f64(b);
+                Value::Float(if sum.is_finite() {
+                    sum
+                } else {
+                    f64::MAX.copysign(sum)
+                })
+            }
+        }
+    }
+}
+
+/// How a point reaches Datadog, and how points of one context combine in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricKind {
+    /// `|g`: the last value wins.
+    Gauge,
+    /// `|c`: increments add up.
+    Count,
+    /// `|d`: every value is kept (Datadog computes percentiles over all of them).
+    Distribution,
+}
+
+impl MetricKind {
+    /// The DogStatsD type field, with its leading `|`.
+    pub fn type_field(self) -> &'static str {
+        match self {
+            MetricKind::Gauge => "|g",
+            MetricKind::Count => "|c",
+            MetricKind::Distribution => "|d",
+        }
+    }
+
+    /// Whether points of this kind may carry `|T` (distributions cannot).
+    pub fn takes_timestamp(self) -> bool {
+        !matches!(self, MetricKind::Distribution)
+    }
+}
+
+/// Appends one DogStatsD line: `name:values|type[|#tags][|Tseconds]`. `values` is one value, or
+/// several joined with `:` (distributions, protocol 1.1). A timestamp is left off for kinds that
+/// cannot carry one.
+pub fn push_line(
+    out: &mut String,
+    name: &str,
+    values: &str,
+    kind: MetricKind,
+    tags: &str,
+    timestamp: Option<i64>,
+) {
+    out.push_str(name);
+    out.push(':');
+    out.push_str(values);
+    out.push_str(kind.type_field());
+    if !tags.is_empty() {
+        out.push_str("|#");
+        out.push_str(tags);
+    }
+    if let Some(ts) = timestamp.filter(|_| kind.takes_timestamp()) {
+        out.push_str("|T");
+        out.push_str(itoa::Buffer::new().format(ts));
+    }
+}
+
+/// Appends `<prefix><field>` cleaned to Datadog's name rules: anything outside `[A-Za-z0-9_.]`
+/// becomes `_`, and the whole name is cut at 200 characters.
+pub fn push_metric_name(out: &mut String, prefix: &str, field: &str) {
+    let start = out.len();
+    out.push_str(prefix);
+    let room = MAX_NAME_CHARS.saturating_sub(prefix.len());
+    let clean = field.len() <= room
+        && field
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if clean {
+        out.push_str(field);
+        return;
+    }
+    for c in field.chars() {
+        if out.len() - start >= MAX_NAME_CHARS {
+            break;
+        }
+        out.push(if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            c
+        } else {
+            '_'
+        });
+    }
+}
+
+/// Appends a tag value cleaned to Datadog's tag rules: letters, digits and `_ - : . /` are kept,
+/// anything else (in particular `,`, `|`, `#` and line breaks) becomes `_`; at most `budget`
+/// bytes, cut on a character boundary.
+pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
+    let clean = value.len() <= budget && value.bytes().all(is_plain_tag_byte);
+    if clean {
+        out.push_str(value);
+        return;
+    }
+    // The budget counts bytes, not characters: a tag of 200 multi-byte letters would otherwise
+    // make lines, and datagrams, far longer than the Agent expects.
+    let start = out.len();
+    for c in value.chars() {
+        let c = if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
+            c
+        } else {
+            '_'
+        };
+        if out.len() - start + c.len_utf8() > budget {
+            break;
+        }
+        out.push(c);
+    }
+}
+
+fn is_plain_tag_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'/')
+}
