@@ -430,10 +430,7 @@ fn consume(
                 forwarder.handle(message.partition(), message.offset(), message.payload());
             }
             Some(Err(e)) => {
-                counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
-                let what = format!("{e:?}: {e}");
-                counters.health.kafka_problem(&what);
-                context.log_error(&what);
+                context.kafka_error(&e, None);
                 if let Some((_, reason)) = consumer.client().fatal_error() {
                     return Err(RunError::Fatal {
                         index: instance.index,

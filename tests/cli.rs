@@ -327,3 +327,209 @@ fn sigterm_exits_within_10_seconds_even_when_the_broker_is_gone() {
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// Lines a child process writes, as they come.
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The forwarder with its standard output and error read line by line as they come.
+struct Watched {
+    child: Child,
+    stdout: Lines,
+    stderr: Lines,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn read_lines(
+    pipe: impl std::io::Read + Send + 'static,
+    into: &Lines,
+) -> std::thread::JoinHandle<()> {
+    let into = into.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    })
+}
+
+impl Watched {
+    fn start(mut cmd: Command) -> Watched {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, stderr) = (Lines::default(), Lines::default());
+        let readers = vec![
+            read_lines(child.stdout.take().unwrap(), &stdout),
+            read_lines(child.stderr.take().unwrap(), &stderr),
+        ];
+        Watched {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to 20 s for a line of `output` (the process's stdout or stderr) containing
+    /// `text`, then stops the process: whether the line came, and what [`Watched::stop`] gives.
+    #[allow(clippy::type_complexity)]
+    fn stop_after_line(
+        self,
+        output: fn(&Watched) -> &Lines,
+        text: &str,
+    ) -> (bool, Option<i32>, Vec<String>, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let seen = || {
+            output(&self)
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(text))
+        };
+        while !seen() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let found = seen();
+        let (code, stdout, stderr) = self.stop();
+        (found, code, stdout, stderr)
+    }
+
+    /// SIGTERM, then everything the process wrote: its exit code, stdout and stderr.
+    fn stop(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
+        let (_, code) = terminate(&mut self.child);
+        for reader in self.readers {
+            let _ = reader.join();
+        }
+        let take = |lines: &Lines| std::mem::take(&mut *lines.lock().unwrap());
+        (code, take(&self.stdout), take(&self.stderr))
+    }
+}
+
+/// A one-partition topic holding `message`, a UDP socket for the Agent, and a configuration file
+/// for both, with `extra_options` lines added to its `kafka_options`.
+struct Setup {
+    kafka: algorithmia_datadog::embedded::EmbeddedKafka,
+    agent: std::net::UdpSocket,
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+fn setup(message: &str, extra_options: &str) -> Setup {
+    let (kafka, topic) = kafka_with_topic(1);
+    kafka.produce(&topic, [message]).unwrap();
+    let (agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let yaml = config_yaml(kafka.bootstrap_servers(), &topic, &url) + extra_options;
+    let config = write(&dir, "forwarder.yaml", &yaml);
+    Setup {
+        kafka,
+        agent,
+        dir,
+        config,
+    }
+}
+
+/// ERROR and WARN lines among `lines`.
+fn problems(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .cloned()
+        .collect()
+}
+
+/// The message of a log line, without its timestamp.
+fn message(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, m)| m)
+}
+
+#[test]
+fn with_no_broker_listening_each_problem_is_logged_once() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "down.yaml",
+        &format!(
+            "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"127.0.0.1:{port}\"\n    kafka_topic: insights\n    kafka_options:\n      reconnect.backoff.ms: 50\n      reconnect.backoff.max.ms: 200\n"
+        ),
+    );
+    let mut cmd = forwarder(&dir);
+    cmd.args(["run", "--config"]).arg(&path);
+    let watched = Watched::start(cmd);
+    // Reconnection attempts every 200 ms or less: some twenty failures in five seconds.
+    std::thread::sleep(Duration::from_secs(5));
+    let (code, _, lines) = watched.stop();
+    assert_eq!(code, Some(0));
+    let problems = problems(&lines);
+    assert!(
+        !problems.is_empty() && problems.len() <= 2,
+        "one line per distinct problem (connection refused, all brokers down): {problems:#?}"
+    );
+    let mut distinct: Vec<&str> = problems.iter().map(|l| message(l)).collect();
+    distinct.dedup();
+    assert_eq!(distinct.len(), problems.len(), "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.contains(&format!("127.0.0.1:{port}"))),
+        "the failure names the broker: {problems:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("(0 ")),
+        "no `(0 … suppressed)`: {lines:#?}"
+    );
+}
+
+#[test]
+fn a_broker_outage_is_logged_when_it_starts_and_once_when_it_ends() {
+    let s = setup(
+        r#"{"seq":1}"#,
+        "      reconnect.backoff.ms: 50\n      reconnect.backoff.max.ms: 200\n      statistics.interval.ms: 500\n",
+    );
+    let mut cmd = forwarder(&s.dir);
+    cmd.args(["run", "--config"]).arg(&s.config);
+    let watched = Watched::start(cmd);
+    let (lines, _) = collect_all(&s.agent, 1, Duration::from_secs(20), |l| {
+        l.starts_with("algorithmia.seq:1|")
+    });
+    assert_eq!(lines.len(), 1, "{:#?}", watched.lines());
+    let before = watched.lines().len();
+
+    s.kafka.set_broker_up(1, false).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = problems(&watched.lines()[before..]);
+    s.kafka.set_broker_up(1, true).unwrap();
+    let (ended, code, _, all) = watched.stop_after_line(|w| &w.stderr, "reachable again after");
+    assert!(ended, "no line saying the outage ended: {all:#?}");
+    assert_eq!(code, Some(0));
+
+    // Four seconds of reconnection attempts every 200 ms or less: a few distinct problems
+    // (the connection fails, all brokers are down, a commit or the group fails), each said once.
+    assert!(
+        !during.is_empty() && during.len() <= 4,
+        "one line per distinct problem: {during:#?}"
+    );
+    let mut distinct: Vec<&str> = during.iter().map(|l| message(l)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), during.len(), "{during:#?}");
+    let ends: Vec<&String> = all
+        .iter()
+        .filter(|l| l.contains("reachable again after"))
+        .collect();
+    assert_eq!(ends.len(), 1, "{all:#?}");
+    assert!(all.iter().all(|l| !l.contains("(0 ")), "{all:#?}");
+}
