@@ -99,6 +99,9 @@ pub fn demo_config(
     );
     let mut config = Config::from_yaml(&yaml, "demo", env)?;
     if let Some(base) = base {
+        // The destination is the base's: what the environment said about one does not apply
+        // (and what the base ignored was said when it was loaded).
+        config.ignored.clear();
         config.dogstatsd = base.dogstatsd.clone();
         config.metric_prefix = base.metric_prefix.clone();
         if let Some(first) = base.instances.first() {
@@ -129,6 +132,9 @@ pub fn run_demo(
     let partitions = (count / 10_000).clamp(4, 64) as i32;
     kafka.create_topic(DEMO_TOPIC, partitions)?;
     let config = demo_config(base, kafka.bootstrap_servers(), env)?;
+    for ignored in &config.ignored {
+        log::warn!("{ignored}");
+    }
     log::info!("demo: producing {count} Insights messages into an embedded Kafka ({partitions} partitions)");
     let produced = kafka.produce(DEMO_TOPIC, demo_messages(count, 42))? as u64;
 

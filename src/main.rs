@@ -102,6 +102,9 @@ fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
                     log::info!("configuration: KAFKA_BROKER/KAFKA_TOPIC environment variables")
                 }
             }
+            for ignored in &config.ignored {
+                log::warn!("{ignored}");
+            }
             Ok(config)
         }
         Err(e) => {

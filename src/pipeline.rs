@@ -317,11 +317,10 @@ pub fn run_instance(
     let dry_run = options.output == Output::Print;
     let context = SourceContext::new(forwarder, counters.clone(), &instance.topic, !dry_run);
     let mut kafka_config = client_config(instance);
-    let mut group = instance.consumer_group.clone();
+    let group = consumer_group(instance, options.output);
     if dry_run {
         // A dry run must not take partitions from the running daemon, nor commit offsets for
         // messages it only printed: its own group, and no commits.
-        group.push_str("-dry-run");
         kafka_config
             .set("group.id", &group)
             .set("enable.auto.commit", "false");
@@ -368,6 +367,14 @@ fn open_destination(config: &Config) -> Result<Transport, RunError> {
     })
 }
 
+/// The consumer group an instance joins: a dry run has one of its own, `<group>-dry-run`.
+fn consumer_group(instance: &Instance, output: Output) -> String {
+    match output {
+        Output::Print => format!("{}-dry-run", instance.consumer_group),
+        Output::Send | Output::SendAndPrint => instance.consumer_group.clone(),
+    }
+}
+
 fn start_reporter(
     config: &Config,
     instance: &Instance,
@@ -380,7 +387,12 @@ fn start_reporter(
         Output::Print => Ok(Transport::Stdout(StdoutMetricSink)),
         _ => open_destination(config),
     };
-    let reporter = Reporter::new(open()?, Box::new(open()?), counters.clone(), instance);
+    // The self-metrics name the group the consumer is in.
+    let instance = Instance {
+        consumer_group: consumer_group(instance, options.output),
+        ..instance.clone()
+    };
+    let reporter = Reporter::new(open()?, Box::new(open()?), counters.clone(), &instance);
     spawn_reporter(reporter, done.clone(), every, options.service_checks_every).map_err(|source| {
         RunError::Destination {
             destination: "telemetry thread".into(),

@@ -418,6 +418,7 @@ struct Setup {
     agent: std::net::UdpSocket,
     dir: PathBuf,
     config: PathBuf,
+    group: String,
 }
 
 fn setup(message: &str, extra_options: &str) -> Setup {
@@ -426,12 +427,18 @@ fn setup(message: &str, extra_options: &str) -> Setup {
     let (agent, url) = udp_agent();
     let dir = scratch_dir();
     let yaml = config_yaml(kafka.bootstrap_servers(), &topic, &url) + extra_options;
+    let group = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("consumer_group: "))
+        .unwrap()
+        .to_string();
     let config = write(&dir, "forwarder.yaml", &yaml);
     Setup {
         kafka,
         agent,
         dir,
         config,
+        group,
     }
 }
 
@@ -532,4 +539,70 @@ fn a_broker_outage_is_logged_when_it_starts_and_once_when_it_ends() {
         .collect();
     assert_eq!(ends.len(), 1, "{all:#?}");
     assert!(all.iter().all(|l| !l.contains("(0 ")), "{all:#?}");
+}
+
+#[test]
+fn settings_that_are_ignored_are_named_in_a_warning() {
+    let (dir, path) = config_file(
+        "plain.yaml",
+        "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n",
+    );
+    let check = |vars: &[(&str, &str)]| {
+        let output = forwarder(&dir)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        (
+            stdout,
+            problems(&stderr.lines().map(String::from).collect::<Vec<_>>()),
+        )
+    };
+
+    // DD_DOGSTATSD_PORT alone: ignored (as Datadog's clients do), and said so.
+    let (stdout, warnings) = check(&[("DD_DOGSTATSD_PORT", "9125")]);
+    assert!(stdout.contains("udp://127.0.0.1:8125"), "{stdout}");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("DD_DOGSTATSD_PORT is ignored"),
+        "{warnings:#?}"
+    );
+    // With DD_AGENT_HOST it is used, and nothing is said.
+    let (stdout, warnings) = check(&[("DD_DOGSTATSD_PORT", "9125"), ("DD_AGENT_HOST", "agent")]);
+    assert!(stdout.contains("udp://agent:9125"), "{stdout}");
+    assert!(warnings.is_empty(), "{warnings:#?}");
+
+    // The old script's variables beside a configuration file: ignored, and said so.
+    let (_, warnings) = check(&[("KAFKA_BROKER", "old:9092"), ("KAFKA_TOPIC", "old")]);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("KAFKA_BROKER, KAFKA_TOPIC are ignored")
+            && warnings[0].contains("plain.yaml"),
+        "{warnings:#?}"
+    );
+    assert!(!warnings[0].contains("old:9092"), "{warnings:#?}");
+}
+
+#[test]
+fn a_dry_runs_self_metrics_name_the_group_it_is_in() {
+    let s = setup(r#"{"risk_score":0.5,"algorithm_name":"m"}"#, "");
+    let mut cmd = forwarder(&s.dir);
+    cmd.args(["run", "--dry-run", "--config"]).arg(&s.config);
+    let watched = Watched::start(cmd);
+    // The gauge first; the self-metrics follow when the forwarder stops.
+    let (printed, code, lines, _) =
+        watched.stop_after_line(|w| &w.stdout, "algorithmia.risk_score:0.5|");
+    assert!(printed, "{lines:#?}");
+    assert_eq!(code, Some(0));
+    let consumed = lines
+        .iter()
+        .find(|l| l.starts_with("algorithmia.forwarder.messages_consumed:1|c|"))
+        .unwrap_or_else(|| panic!("no self-metrics in {lines:#?}"));
+    assert!(
+        consumed.contains(&format!("consumer_group:{}-dry-run", s.group)),
+        "{consumed}"
+    );
 }
