@@ -161,6 +161,9 @@ pub struct RunOptions {
     pub self_metrics_every: Option<Duration>,
     /// How often the service checks are sent.
     pub service_checks_every: Duration,
+    /// Fail with [`RunError::Refused`] once the destination has refused data this long (the
+    /// demo); `None` retries for as long as it takes (the daemon).
+    pub give_up_after: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -172,6 +175,7 @@ impl Default for RunOptions {
             shutdown_budget: Duration::from_secs(8),
             self_metrics_every: Some(Duration::from_secs(10)),
             service_checks_every: Duration::from_secs(15),
+            give_up_after: None,
         }
     }
 }
@@ -206,6 +210,14 @@ pub enum RunError {
         topic: String,
         /// librdkafka's description.
         reason: String,
+    },
+    /// The destination refused every write for [`RunOptions::give_up_after`].
+    #[error("the DogStatsD destination refused every write for {} s: {error}", .waited.as_secs())]
+    Refused {
+        /// How long it refused data.
+        waited: Duration,
+        /// The last write error.
+        error: String,
     },
     /// A forwarding thread panicked.
     #[error("instance {0} stopped unexpectedly")]
@@ -468,6 +480,14 @@ fn consume(
                 } else {
                     let backoff = (backoff * 2).min(RETRY_MAX);
                     retry = Some((now + backoff, backoff));
+                    if let (Some(limit), Some((since, error))) =
+                        (options.give_up_after, counters.health.sink_failure())
+                    {
+                        let waited = since.elapsed();
+                        if waited >= limit {
+                            return Err(RunError::Refused { waited, error });
+                        }
+                    }
                 }
             }
             Some(_) => {}

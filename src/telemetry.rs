@@ -294,24 +294,31 @@ impl Snapshot {
         self
     }
 
-    /// `reason=count` pairs with a non-zero count, for one log line.
+    /// Skipped fields as `reason=count` pairs with a non-zero count, for one log line.
     pub fn describe_skips(&self) -> String {
-        let mut parts: Vec<String> = SkipReason::ALL
-            .iter()
-            .filter(|r| self.skipped(**r) > 0)
-            .map(|r| format!("{}={}", r.label(), self.skipped(*r)))
-            .collect();
-        parts.extend(
-            REJECT_REASONS
+        describe_counts(
+            SkipReason::ALL
                 .iter()
-                .filter(|r| self.rejected(r) > 0)
-                .map(|r| format!("rejected_{r}={}", self.rejected(r))),
-        );
-        if parts.is_empty() {
-            "none".into()
-        } else {
-            parts.join(" ")
-        }
+                .map(|r| (r.label(), self.skipped(*r))),
+        )
+    }
+
+    /// Rejected messages as `reason=count` pairs with a non-zero count, for one log line.
+    pub fn describe_rejections(&self) -> String {
+        describe_counts(REJECT_REASONS.iter().map(|r| (*r, self.rejected(r))))
+    }
+}
+
+/// `label=count` for each non-zero count, or `none`.
+fn describe_counts<'a>(counts: impl Iterator<Item = (&'a str, u64)>) -> String {
+    let parts: Vec<String> = counts
+        .filter(|(_, n)| *n > 0)
+        .map(|(label, n)| format!("{label}={n}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
     }
 }
 
@@ -885,7 +892,9 @@ mod tests {
         assert_eq!(sum.rejected_total(), 2);
         assert_eq!(sum.skipped(SkipReason::Array), 2);
         assert_eq!(sum.timestamp_issues(TimestampIssue::OutOfWindow), 2);
-        assert_eq!(sum.describe_skips(), "array=2 rejected_invalid_json=2");
+        assert_eq!(sum.describe_skips(), "array=2");
+        assert_eq!(sum.describe_rejections(), "invalid_json=2");
+        assert_eq!(Snapshot::default().describe_rejections(), "none");
     }
 
     #[test]

@@ -542,6 +542,128 @@ fn a_broker_outage_is_logged_when_it_starts_and_once_when_it_ends() {
 }
 
 #[test]
+fn the_demo_gives_up_on_a_missing_unix_socket_with_exit_1() {
+    let dir = scratch_dir();
+    let missing = unix_socket_path(); // its directory exists, the socket does not
+    let started = Instant::now();
+    let mut child = forwarder(&dir)
+        .args(["demo", "--messages", "1000"])
+        .env("DD_DOGSTATSD_URL", format!("unix://{}", missing.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    let _ = child.kill(); // still running after 30 s: the assertion below says so
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(
+        took < Duration::from_secs(15),
+        "the demo did not give up: {took:?}"
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("demo failed: ")
+            && last.contains(&missing.display().to_string())
+            && last.contains("refused every datagram")
+            && last.contains("--print"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("demo summary"), "{stdout}");
+}
+
+#[test]
+fn the_demo_tags_its_points_and_counts_its_broken_messages_apart() {
+    let dir = scratch_dir();
+    let socket = unix_socket_path();
+    let agent = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        while let Some(d) = agent.recv_datagram(Duration::from_secs(3)) {
+            lines.extend(String::from_utf8(d).unwrap().lines().map(String::from));
+        }
+        lines
+    });
+    let output = forwarder(&dir)
+        .args(["demo", "--messages", "2000"])
+        .env("DD_DOGSTATSD_URL", format!("unix://{}", socket.display()))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let lines = reader.join().unwrap();
+    assert!(lines.iter().any(|l| is_self_monitoring(l)), "{lines:?}");
+    assert!(lines.iter().any(|l| !is_self_monitoring(l)), "{lines:?}");
+    // Every point, the model metrics and the forwarder's own, carries the demo tag.
+    for line in &lines {
+        assert!(line.contains("demo:true"), "{line}");
+    }
+    let line = |label: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in {stdout}"))
+            .to_string()
+    };
+    assert!(line("gauges").contains("tagged demo:true"), "{stdout}");
+    let rejected = line("rejected");
+    assert!(
+        rejected.contains("6 messages") && rejected.contains("6 broken messages on purpose"),
+        "{rejected}"
+    );
+    assert!(!line("skipped fields").contains("rejected"), "{stdout}");
+    // A Unix socket reports refused datagrams: no caveat needed.
+    assert!(!stdout.contains("UDP cannot tell"), "{stdout}");
+}
+
+#[test]
+fn sigint_during_the_demo_prints_the_summary_so_far_and_exits_0() {
+    let dir = scratch_dir();
+    let (agent, url) = udp_agent();
+    let child = forwarder(&dir)
+        .args(["demo", "--messages", "200000"])
+        .env("DD_DOGSTATSD_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Forwarding has begun once datagrams arrive.
+    assert!(agent.recv_datagram(Duration::from_secs(60)).is_some());
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let drain = std::thread::spawn(move || drain(&agent, Duration::from_secs(2)));
+    let output = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    drain.join().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(stdout.contains("demo summary"), "{stdout}");
+    let messages = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("messages"))
+        .unwrap_or_default();
+    assert!(
+        messages.contains("of 200000 produced (interrupted)"),
+        "{stdout}"
+    );
+    // Over UDP nothing confirms delivery: the summary says so, and how to see the datagrams.
+    assert!(
+        stdout.contains("UDP cannot tell whether anything received")
+            && stdout.contains("demo --print"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn settings_that_are_ignored_are_named_in_a_warning() {
     let (dir, path) = config_file(
         "plain.yaml",

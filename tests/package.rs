@@ -262,3 +262,20 @@ fn the_readme_gives_each_metric_the_type_metadata_csv_declares() {
         assert_eq!(documented, &row["metric_type"], "{name}");
     }
 }
+
+#[test]
+fn monitors_the_demo_could_trip_leave_its_points_out() {
+    for path in [
+        "assets/monitors/algorithm_duration.json",
+        "assets/monitors/forwarder_messages_rejected.json",
+    ] {
+        let query = json(path)["definition"]["query"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            query.contains(&format!("{{!{}}}", algorithmia_datadog::demo::DEMO_TAG)),
+            "{path}: {query}"
+        );
+    }
+}
