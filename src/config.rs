@@ -284,6 +284,9 @@ pub struct Config {
     pub metric_prefix: String,
     /// The consumers.
     pub instances: Vec<Instance>,
+    /// Settings that were given but are not used, each saying why: the command line logs them
+    /// as warnings, so that nothing is ignored without a word.
+    pub ignored: Vec<String>,
 }
 
 // ---- the file as written ----------------------------------------------------------------------
@@ -450,10 +453,24 @@ impl Config {
         let origin = path.display().to_string();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ConfigError::new(&origin, "(file)", format!("cannot read: {e}")))?;
-        Ok((
-            Config::from_yaml(&text, &origin, env)?,
-            ConfigSource::File(path),
-        ))
+        let mut config = Config::from_yaml(&text, &origin, env)?;
+        let script_variables: Vec<&str> = ["KAFKA_BROKER", "KAFKA_TOPIC", "KAFKA_GROUP"]
+            .into_iter()
+            .filter(|name| env(name).is_some_and(|v| !v.trim().is_empty()))
+            .collect();
+        if !script_variables.is_empty() {
+            config.ignored.push(format!(
+                "{} {} ignored: the configuration file {origin} is used (these variables apply \
+                 only when there is no configuration file)",
+                script_variables.join(", "),
+                if script_variables.len() == 1 {
+                    "is"
+                } else {
+                    "are"
+                }
+            ));
+        }
+        Ok((config, ConfigSource::File(path)))
     }
 
     /// Parses and validates a YAML document. `origin` names it in errors.
@@ -539,11 +556,17 @@ impl Config {
         let err = |key: &str, reason: String| ConfigError::new(origin, key, reason);
         let init = raw.init_config.unwrap_or_default();
 
+        let mut ignored = Vec::new();
         let dogstatsd = match init.dogstatsd_url {
             Some(url) => {
                 Destination::parse(&url).map_err(|r| err("init_config.dogstatsd_url", r))?
             }
-            None => destination_from_env(env).map_err(|(key, reason)| err(&key, reason))?,
+            None => {
+                let destination =
+                    destination_from_env(env).map_err(|(key, reason)| err(&key, reason))?;
+                ignored.extend(port_without_host(env, &destination));
+                destination
+            }
         };
 
         let metric_prefix = init.metric_prefix.unwrap_or_else(|| "algorithmia".into());
@@ -579,6 +602,7 @@ impl Config {
             dogstatsd,
             metric_prefix,
             instances,
+            ignored,
         })
     }
 
@@ -796,6 +820,20 @@ fn destination_from_env(env: EnvLookup<'_>) -> Result<Destination, (String, Stri
         return Ok(Destination::Udp(format!("{host}:{port}")));
     }
     Destination::parse(DEFAULT_DOGSTATSD).map_err(|r| ("(default)".into(), r))
+}
+
+/// `DD_DOGSTATSD_PORT` alone says nothing: like Datadog's clients, the forwarder uses it only
+/// with `DD_AGENT_HOST`. Saying so spares a search for where the datagrams went.
+fn port_without_host(env: EnvLookup<'_>, used: &Destination) -> Option<String> {
+    let set = |name: &str| env(name).filter(|v| !v.is_empty());
+    let port = set("DD_DOGSTATSD_PORT")?;
+    if set("DD_AGENT_HOST").is_some() || set("DD_DOGSTATSD_URL").is_some() {
+        return None;
+    }
+    Some(format!(
+        "DD_DOGSTATSD_PORT is ignored: it applies only with DD_AGENT_HOST (set both, or \
+         DD_DOGSTATSD_URL=udp://<host>:{port}); sending to {used}"
+    ))
 }
 
 fn check_metric_prefix(prefix: &str) -> Result<(), String> {

@@ -102,6 +102,9 @@ fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
                     log::info!("configuration: KAFKA_BROKER/KAFKA_TOPIC environment variables")
                 }
             }
+            for ignored in &config.ignored {
+                log::warn!("{ignored}");
+            }
             Ok(config)
         }
         Err(e) => {
@@ -116,13 +119,9 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // The process must be gone 10 s after SIGTERM; leave a margin for the exit itself.
-    let shutdown = match Shutdown::install(Duration::from_millis(9_500)) {
+    let shutdown = match install_shutdown() {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("cannot install signal handlers: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let options = RunOptions {
         stop: shutdown.flag(),
@@ -154,6 +153,15 @@ fn run(args: RunArgs) -> ExitCode {
     }
 }
 
+/// SIGTERM and SIGINT stop the work; the process is gone 10 s later whatever happens (a margin
+/// is left for the exit itself).
+fn install_shutdown() -> Result<Shutdown, ExitCode> {
+    Shutdown::install(Duration::from_millis(9_500)).map_err(|e| {
+        eprintln!("cannot install signal handlers: {e}");
+        ExitCode::FAILURE
+    })
+}
+
 fn check_config(args: ConfigArg) -> ExitCode {
     match load(&args) {
         Ok(config) => {
@@ -178,7 +186,19 @@ fn run_demo(args: DemoArgs) -> ExitCode {
     } else {
         None
     };
-    match demo::run_demo(base.as_ref(), args.messages, args.print, &process_env) {
+    // SIGINT or SIGTERM ends the demo early, with the summary of what it did so far.
+    let shutdown = match install_shutdown() {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let report = demo::run_demo(
+        base.as_ref(),
+        args.messages,
+        args.print,
+        shutdown.flag(),
+        &process_env,
+    );
+    match report {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS

@@ -60,6 +60,9 @@ pub struct RunOptions {
     pub self_metrics_every: Option<Duration>,
     /// How often the service checks are sent.
     pub service_checks_every: Duration,
+    /// Fail with [`RunError::Refused`] once the destination has refused data this long (the
+    /// demo); `None` retries for as long as it takes (the daemon).
+    pub give_up_after: Option<Duration>,
 }
 
 impl Default for RunOptions {
@@ -71,6 +74,7 @@ impl Default for RunOptions {
             shutdown_budget: Duration::from_secs(8),
             self_metrics_every: Some(Duration::from_secs(10)),
             service_checks_every: Duration::from_secs(15),
+            give_up_after: None,
         }
     }
 }
@@ -105,6 +109,14 @@ pub enum RunError {
         topic: String,
         /// librdkafka's description.
         reason: String,
+    },
+    /// The destination refused every write for [`RunOptions::give_up_after`].
+    #[error("the DogStatsD destination refused every write for {} s: {error}", .waited.as_secs())]
+    Refused {
+        /// How long it refused data.
+        waited: Duration,
+        /// The last write error.
+        error: String,
     },
     /// A forwarding thread panicked.
     #[error("instance {0} stopped unexpectedly")]
@@ -220,11 +232,10 @@ pub fn run_instance(
     let dry_run = options.output == Output::Print;
     let context = SourceContext::new(forwarder, counters.clone(), &instance.topic, !dry_run);
     let mut kafka_config = client_config(instance);
-    let mut group = instance.consumer_group.clone();
+    let group = consumer_group(instance, options.output);
     if dry_run {
         // A dry run must not take partitions from the running daemon, nor commit offsets for
         // messages it only printed: its own group, and no commits.
-        group.push_str("-dry-run");
         kafka_config
             .set("group.id", &group)
             .set("enable.auto.commit", "false");
@@ -271,6 +282,14 @@ fn open_destination(config: &Config) -> Result<Transport, RunError> {
     })
 }
 
+/// The consumer group an instance joins: a dry run has one of its own, `<group>-dry-run`.
+fn consumer_group(instance: &Instance, output: Output) -> String {
+    match output {
+        Output::Print => format!("{}-dry-run", instance.consumer_group),
+        Output::Send | Output::SendAndPrint => instance.consumer_group.clone(),
+    }
+}
+
 fn start_reporter(
     config: &Config,
     instance: &Instance,
@@ -283,7 +302,12 @@ fn start_reporter(
         Output::Print => Ok(Transport::Stdout(StdoutMetricSink)),
         _ => open_destination(config),
     };
-    let reporter = Reporter::new(open()?, Box::new(open()?), counters.clone(), instance);
+    // The self-metrics name the group the consumer is in.
+    let instance = Instance {
+        consumer_group: consumer_group(instance, options.output),
+        ..instance.clone()
+    };
+    let reporter = Reporter::new(open()?, Box::new(open()?), counters.clone(), &instance);
     spawn_reporter(reporter, done.clone(), every, options.service_checks_every).map_err(|source| {
         RunError::Destination {
             destination: "telemetry thread".into(),
@@ -312,7 +336,20 @@ fn consume(
             .max_messages
             .is_some_and(|max| counters.messages.load(Ordering::Relaxed) >= max)
         {
-            return Ok(());
+            if options.give_up_after.is_none() {
+                // The shutdown flushes what is left.
+                return Ok(());
+            }
+            // A run that gives up on a refusing destination (the demo) ends only once its
+            // points are out: retried below, until they are or it gives up.
+            if retry.is_none() {
+                let mut forwarder = context.lock_forwarder();
+                if forwarder.flush() {
+                    return Ok(());
+                }
+                let now = Instant::now();
+                retry = Some((now + RETRY_FIRST, RETRY_FIRST));
+            }
         }
         // The clock is read only when a deadline needs it: this runs once per message.
         let mut wait = flush_deadline
@@ -334,10 +371,7 @@ fn consume(
                 forwarder.handle(message.partition(), message.offset(), message.payload());
             }
             Some(Err(e)) => {
-                counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
-                let what = format!("{e:?}: {e}");
-                counters.health.kafka_problem(&what);
-                context.log_error(&what);
+                context.kafka_error(&e, None);
                 if let Some((_, reason)) = consumer.client().fatal_error() {
                     return Err(RunError::Fatal {
                         index: instance.index,
@@ -363,6 +397,14 @@ fn consume(
                 } else {
                     let backoff = (backoff * 2).min(RETRY_MAX);
                     retry = Some((now + backoff, backoff));
+                    if let (Some(limit), Some((since, error))) =
+                        (options.give_up_after, counters.health.sink_failure())
+                    {
+                        let waited = since.elapsed();
+                        if waited >= limit {
+                            return Err(RunError::Refused { waited, error });
+                        }
+                    }
                 }
             }
             Some(_) => {}

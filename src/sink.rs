@@ -282,8 +282,9 @@ impl DogStatsdSink {
                 if let Some(suppressed) = self.error_log.allow() {
                     log::warn!(
                         "DogStatsD write of {} bytes failed: {e}; holding the data and the Kafka offsets \
-                         back until it succeeds ({suppressed} similar messages suppressed)",
-                        self.buffer.len()
+                         back until it succeeds{}",
+                        self.buffer.len(),
+                        crate::telemetry::suppressed_note(suppressed, "similar messages")
                     );
                 }
                 false

@@ -8,6 +8,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
@@ -16,7 +17,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::config::{is_secret_property, ConfigError, Instance, StartOffset};
 use crate::forwarder::Forwarder;
-use crate::telemetry::{Counters, LogLimiter};
+use crate::telemetry::{Counters, ProblemLog};
 
 /// How long librdkafka waits before fetching again for a partition whose local queue is full.
 /// Its default, 1000 ms, leaves a busy consumer idle; 20 ms keeps it fed.
@@ -27,6 +28,9 @@ pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
 /// How often librdkafka commits the stored offsets.
 pub const AUTO_COMMIT_INTERVAL_MS: &str = "5000";
+
+/// How often a Kafka problem that goes on is logged again.
+pub const PROBLEM_REMINDER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The librdkafka settings of one instance, `kafka_options` applied last.
 pub fn client_config(instance: &Instance) -> ClientConfig {
@@ -103,7 +107,7 @@ pub struct SourceContext {
     pub forwarder: Mutex<Forwarder>,
     /// Counters shared with the forwarder.
     pub counters: Arc<Counters>,
-    error_log: Mutex<LogLimiter>,
+    problems: Mutex<ProblemLog>,
     topic: String,
     commit_offsets: bool,
 }
@@ -119,7 +123,7 @@ impl SourceContext {
         SourceContext {
             forwarder: Mutex::new(forwarder),
             counters,
-            error_log: Mutex::new(LogLimiter::new(10, std::time::Duration::from_secs(60))),
+            problems: Mutex::new(ProblemLog::new(PROBLEM_REMINDER)),
             topic: topic.to_string(),
             commit_offsets,
         }
@@ -136,24 +140,74 @@ impl SourceContext {
         self.forwarder.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Logs a client error, at most a few per minute.
-    pub fn log_error(&self, what: &str) {
-        let mut limiter = self.error_log.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(suppressed) = limiter.allow() {
-            log::error!(
-                "kafka ({}): {what} ({suppressed} similar errors suppressed)",
-                self.topic
+    /// An error of the Kafka client, from `poll` (`reason` is `None`) or from the error
+    /// callback: counted, recorded for the service check, and logged once per distinct problem.
+    pub fn kafka_error(&self, error: &KafkaError, reason: Option<&str>) {
+        self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
+        let (key, what) = describe_kafka_error(error, reason);
+        self.counters.health.kafka_problem(&what);
+        self.log_problem(&key, &what);
+    }
+
+    /// Logs a problem the first time it appears, then at most a reminder a minute while it lasts.
+    pub fn log_problem(&self, key: &str, what: &str) {
+        let line = self
+            .problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .report(key, what, Instant::now());
+        if let Some(line) = line {
+            log::error!("kafka ({}): {line}", self.topic);
+        }
+    }
+
+    /// Kafka works (a broker is up and partitions are assigned) as of `since`: ends a problem.
+    fn kafka_works(&self, since: Instant) {
+        let mut problems = self.problems.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(lasted) = problems.resolve(since) {
+            drop(problems);
+            self.counters.health.kafka_ok();
+            log::info!(
+                "kafka ({}): reachable again after {:.1} s",
+                self.topic,
+                lasted.as_secs_f64()
             );
         }
     }
 }
 
+/// A Kafka error as one line, and the key that identifies its kind: librdkafka's error code,
+/// whichever way it was reported (the error callback, or `poll`).
+pub fn describe_kafka_error(error: &KafkaError, reason: Option<&str>) -> (String, String) {
+    match (error.rdkafka_error_code(), reason) {
+        // `AllBrokersDown: 1/1 brokers are down`.
+        (Some(code), Some(reason)) => (format!("{code:?}"), format!("{code:?}: {reason}")),
+        // `AllBrokersDown (Local: All broker connections are down)`.
+        (Some(code), None) => (format!("{code:?}"), code.to_string()),
+        (None, Some(reason)) => (error.to_string(), format!("{error}: {reason}")),
+        (None, None) => (error.to_string(), error.to_string()),
+    }
+}
+
 impl ClientContext for SourceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
-        let what = format!("{error}: {reason}");
-        self.counters.health.kafka_problem(&what);
-        self.log_error(&what);
+        self.kafka_error(&error, Some(reason));
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel::*;
+        match level {
+            // A broker connection failure reaches `error` with the same text: logged there, once.
+            Emerg | Alert | Critical | Error if fac == "FAIL" => {
+                log::debug!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            Emerg | Alert | Critical | Error => {
+                log::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            Warning => log::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            Notice | Info => log::info!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            Debug => log::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        }
     }
 
     fn stats(&self, statistics: rdkafka::Statistics) {
@@ -179,6 +233,24 @@ impl ClientContext for SourceContext {
         health.brokers_known.store(known, Ordering::Relaxed);
         health.brokers_up.store(up, Ordering::Relaxed);
         health.stats_seen.store(true, Ordering::Relaxed);
+        // A broker up and partitions assigned: whatever failed before works again, since the
+        // later of the two state changes.
+        let group = statistics
+            .cgrp
+            .as_ref()
+            .filter(|g| g.state == "up" && g.assignment_size > 0);
+        let newest_broker_up = statistics
+            .brokers
+            .values()
+            .filter(|b| b.nodeid >= 0 && b.state == "UP")
+            .map(|b| Duration::from_micros(b.stateage.max(0) as u64))
+            .min();
+        if let (Some(group), Some(broker_age)) = (group, newest_broker_up) {
+            let group_age = Duration::from_millis(group.stateage.max(0) as u64);
+            let age = broker_age.min(group_age);
+            let now = Instant::now();
+            self.kafka_works(now.checked_sub(age).unwrap_or(now));
+        }
     }
 }
 
@@ -201,7 +273,7 @@ impl ConsumerContext for SourceContext {
                 drop(forwarder);
                 if offsets.count() > 0 && self.commit_offsets {
                     if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-                        self.log_error(&format!("commit on revocation failed: {e}"));
+                        self.log_problem("commit", &format!("commit on revocation failed: {e}"));
                     }
                 }
                 log::info!("partitions {partitions:?} of {} revoked", self.topic);
@@ -210,8 +282,11 @@ impl ConsumerContext for SourceContext {
                 self.counters.health.kafka_ok();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 log::info!("partitions {partitions:?} of {} assigned", self.topic);
+                if !partitions.is_empty() {
+                    self.kafka_works(Instant::now());
+                }
             }
-            Rebalance::Error(e) => self.log_error(&format!("rebalance failed: {e}")),
+            Rebalance::Error(e) => self.log_problem("rebalance", &format!("rebalance failed: {e}")),
         }
     }
 
@@ -220,7 +295,7 @@ impl ConsumerContext for SourceContext {
             // Nothing new to commit is not a failure.
             Ok(())
             | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => self.log_error(&format!("offset commit failed: {e}")),
+            Err(e) => self.log_problem("commit", &format!("offset commit failed: {e}")),
         }
     }
 }

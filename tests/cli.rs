@@ -353,3 +353,404 @@ fn sigterm_exits_within_10_seconds_even_when_the_broker_is_gone() {
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(10), "{took:?}");
 }
+
+/// Lines a child process writes, as they come.
+type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// The forwarder with its standard output and error read line by line as they come.
+struct Watched {
+    child: Child,
+    stdout: Lines,
+    stderr: Lines,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn read_lines(
+    pipe: impl std::io::Read + Send + 'static,
+    into: &Lines,
+) -> std::thread::JoinHandle<()> {
+    let into = into.clone();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    })
+}
+
+impl Watched {
+    fn start(mut cmd: Command) -> Watched {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stdout, stderr) = (Lines::default(), Lines::default());
+        let readers = vec![
+            read_lines(child.stdout.take().unwrap(), &stdout),
+            read_lines(child.stderr.take().unwrap(), &stderr),
+        ];
+        Watched {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits up to 20 s for a line of `output` (the process's stdout or stderr) containing
+    /// `text`, then stops the process: whether the line came, and what [`Watched::stop`] gives.
+    #[allow(clippy::type_complexity)]
+    fn stop_after_line(
+        self,
+        output: fn(&Watched) -> &Lines,
+        text: &str,
+    ) -> (bool, Option<i32>, Vec<String>, Vec<String>) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let seen = || {
+            output(&self)
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(text))
+        };
+        while !seen() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let found = seen();
+        let (code, stdout, stderr) = self.stop();
+        (found, code, stdout, stderr)
+    }
+
+    /// SIGTERM, then everything the process wrote: its exit code, stdout and stderr.
+    fn stop(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
+        let (_, code) = terminate(&mut self.child);
+        for reader in self.readers {
+            let _ = reader.join();
+        }
+        let take = |lines: &Lines| std::mem::take(&mut *lines.lock().unwrap());
+        (code, take(&self.stdout), take(&self.stderr))
+    }
+}
+
+/// A one-partition topic holding `message`, a UDP socket for the Agent, and a configuration file
+/// for both, with `extra_options` lines added to its `kafka_options`.
+struct Setup {
+    kafka: algorithmia_datadog::embedded::EmbeddedKafka,
+    agent: std::net::UdpSocket,
+    dir: PathBuf,
+    config: PathBuf,
+    group: String,
+}
+
+fn setup(message: &str, extra_options: &str) -> Setup {
+    let (kafka, topic) = kafka_with_topic(1);
+    kafka.produce(&topic, [message]).unwrap();
+    let (agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let yaml = config_yaml(kafka.bootstrap_servers(), &topic, &url) + extra_options;
+    let group = yaml
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("consumer_group: "))
+        .unwrap()
+        .to_string();
+    let config = write(&dir, "forwarder.yaml", &yaml);
+    Setup {
+        kafka,
+        agent,
+        dir,
+        config,
+        group,
+    }
+}
+
+/// ERROR and WARN lines among `lines`.
+fn problems(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .cloned()
+        .collect()
+}
+
+/// The message of a log line, without its timestamp.
+fn message(line: &str) -> &str {
+    line.split_once("] ").map_or(line, |(_, m)| m)
+}
+
+#[test]
+fn with_no_broker_listening_each_problem_is_logged_once() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "down.yaml",
+        &format!(
+            "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"127.0.0.1:{port}\"\n    kafka_topic: insights\n    kafka_options:\n      reconnect.backoff.ms: 50\n      reconnect.backoff.max.ms: 200\n"
+        ),
+    );
+    let mut cmd = forwarder(&dir);
+    cmd.args(["run", "--config"]).arg(&path);
+    let watched = Watched::start(cmd);
+    // Reconnection attempts every 200 ms or less: some twenty failures in five seconds.
+    std::thread::sleep(Duration::from_secs(5));
+    let (code, _, lines) = watched.stop();
+    assert_eq!(code, Some(0));
+    let problems = problems(&lines);
+    assert!(
+        !problems.is_empty() && problems.len() <= 2,
+        "one line per distinct problem (connection refused, all brokers down): {problems:#?}"
+    );
+    let mut distinct: Vec<&str> = problems.iter().map(|l| message(l)).collect();
+    distinct.dedup();
+    assert_eq!(distinct.len(), problems.len(), "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.contains(&format!("127.0.0.1:{port}"))),
+        "the failure names the broker: {problems:#?}"
+    );
+    assert!(
+        lines.iter().all(|l| !l.contains("(0 ")),
+        "no `(0 … suppressed)`: {lines:#?}"
+    );
+}
+
+#[test]
+fn a_broker_outage_is_logged_when_it_starts_and_once_when_it_ends() {
+    let s = setup(
+        r#"{"seq":1}"#,
+        "      reconnect.backoff.ms: 50\n      reconnect.backoff.max.ms: 200\n      statistics.interval.ms: 500\n",
+    );
+    let mut cmd = forwarder(&s.dir);
+    cmd.args(["run", "--config"]).arg(&s.config);
+    let watched = Watched::start(cmd);
+    let (lines, _) = collect_all(&s.agent, 1, Duration::from_secs(20), |l| {
+        l.starts_with("algorithmia.seq:1|")
+    });
+    assert_eq!(lines.len(), 1, "{:#?}", watched.lines());
+    let before = watched.lines().len();
+
+    s.kafka.set_broker_up(1, false).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = problems(&watched.lines()[before..]);
+    s.kafka.set_broker_up(1, true).unwrap();
+    let (ended, code, _, all) = watched.stop_after_line(|w| &w.stderr, "reachable again after");
+    assert!(ended, "no line saying the outage ended: {all:#?}");
+    assert_eq!(code, Some(0));
+
+    // Four seconds of reconnection attempts every 200 ms or less: a few distinct problems
+    // (the connection fails, all brokers are down, a commit or the group fails), each said once.
+    assert!(
+        !during.is_empty() && during.len() <= 4,
+        "one line per distinct problem: {during:#?}"
+    );
+    let mut distinct: Vec<&str> = during.iter().map(|l| message(l)).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), during.len(), "{during:#?}");
+    let ends: Vec<&String> = all
+        .iter()
+        .filter(|l| l.contains("reachable again after"))
+        .collect();
+    assert_eq!(ends.len(), 1, "{all:#?}");
+    assert!(all.iter().all(|l| !l.contains("(0 ")), "{all:#?}");
+}
+
+#[test]
+fn the_demo_gives_up_on_a_missing_unix_socket_with_exit_1() {
+    let dir = scratch_dir();
+    let missing = unix_socket_path(); // its directory exists, the socket does not
+    let started = Instant::now();
+    let mut child = forwarder(&dir)
+        .args(["demo", "--messages", "1000"])
+        .env("DD_DOGSTATSD_URL", format!("unix://{}", missing.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    let _ = child.kill(); // still running after 30 s: the assertion below says so
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(
+        took < Duration::from_secs(15),
+        "the demo did not give up: {took:?}"
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("demo failed: ")
+            && last.contains(&missing.display().to_string())
+            && last.contains("refused every datagram")
+            && last.contains("--print"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("demo summary"), "{stdout}");
+}
+
+#[test]
+fn the_demo_tags_its_points_and_counts_its_broken_messages_apart() {
+    let dir = scratch_dir();
+    let socket = unix_socket_path();
+    let agent = std::os::unix::net::UnixDatagram::bind(&socket).unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        while let Some(d) = agent.recv_datagram(Duration::from_secs(3)) {
+            lines.extend(String::from_utf8(d).unwrap().lines().map(String::from));
+        }
+        lines
+    });
+    let output = forwarder(&dir)
+        .args(["demo", "--messages", "2000"])
+        .env("DD_DOGSTATSD_URL", format!("unix://{}", socket.display()))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let lines = reader.join().unwrap();
+    assert!(lines.iter().any(|l| is_self_monitoring(l)), "{lines:?}");
+    assert!(lines.iter().any(|l| !is_self_monitoring(l)), "{lines:?}");
+    // Every point, the model metrics and the forwarder's own, carries the demo tag.
+    for line in &lines {
+        assert!(line.contains("demo:true"), "{line}");
+    }
+    let line = |label: &str| {
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in {stdout}"))
+            .to_string()
+    };
+    assert!(line("gauges").contains("tagged demo:true"), "{stdout}");
+    let rejected = line("rejected");
+    assert!(
+        rejected.contains("6 messages") && rejected.contains("6 broken messages on purpose"),
+        "{rejected}"
+    );
+    assert!(!line("skipped fields").contains("rejected"), "{stdout}");
+    // A Unix socket reports refused datagrams: no caveat needed.
+    assert!(!stdout.contains("UDP cannot tell"), "{stdout}");
+}
+
+#[test]
+fn sigint_during_the_demo_prints_the_summary_so_far_and_exits_0() {
+    let dir = scratch_dir();
+    let (agent, url) = udp_agent();
+    let child = forwarder(&dir)
+        .args(["demo", "--messages", "200000"])
+        .env("DD_DOGSTATSD_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Forwarding has begun once datagrams arrive.
+    assert!(agent.recv_datagram(Duration::from_secs(60)).is_some());
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let drain = std::thread::spawn(move || drain(&agent, Duration::from_secs(2)));
+    let output = child.wait_with_output().unwrap();
+    let took = sent.elapsed();
+    drain.join().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(stdout.contains("demo summary"), "{stdout}");
+    let messages = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("messages"))
+        .unwrap_or_default();
+    assert!(
+        messages.contains("of 200000 produced (interrupted)"),
+        "{stdout}"
+    );
+    // Over UDP nothing confirms delivery: the summary says so, and how to see the datagrams.
+    assert!(
+        stdout.contains("UDP cannot tell whether anything received")
+            && stdout.contains("demo --print"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn settings_that_are_ignored_are_named_in_a_warning() {
+    let (dir, path) = config_file(
+        "plain.yaml",
+        "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n",
+    );
+    let check = |vars: &[(&str, &str)]| {
+        let output = forwarder(&dir)
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .envs(vars.iter().copied())
+            .output()
+            .unwrap();
+        let (stdout, stderr) = text(&output);
+        assert_eq!(output.status.code(), Some(0), "{stderr}");
+        (
+            stdout,
+            problems(&stderr.lines().map(String::from).collect::<Vec<_>>()),
+        )
+    };
+
+    // DD_DOGSTATSD_PORT alone: ignored (as Datadog's clients do), and said so.
+    let (stdout, warnings) = check(&[("DD_DOGSTATSD_PORT", "9125")]);
+    assert!(stdout.contains("udp://127.0.0.1:8125"), "{stdout}");
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("WARN") && warnings[0].contains("DD_DOGSTATSD_PORT is ignored"),
+        "{warnings:#?}"
+    );
+    // With DD_AGENT_HOST it is used, and nothing is said.
+    let (stdout, warnings) = check(&[("DD_DOGSTATSD_PORT", "9125"), ("DD_AGENT_HOST", "agent")]);
+    assert!(stdout.contains("udp://agent:9125"), "{stdout}");
+    assert!(warnings.is_empty(), "{warnings:#?}");
+
+    // The old script's variables beside a configuration file: ignored, and said so.
+    let (_, warnings) = check(&[("KAFKA_BROKER", "old:9092"), ("KAFKA_TOPIC", "old")]);
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("KAFKA_BROKER, KAFKA_TOPIC are ignored")
+            && warnings[0].contains("plain.yaml"),
+        "{warnings:#?}"
+    );
+    assert!(!warnings[0].contains("old:9092"), "{warnings:#?}");
+}
+
+#[test]
+fn a_dry_runs_self_metrics_name_the_group_it_is_in() {
+    let s = setup(r#"{"risk_score":0.5,"algorithm_name":"m"}"#, "");
+    let mut cmd = forwarder(&s.dir);
+    cmd.args(["run", "--dry-run", "--config"]).arg(&s.config);
+    let watched = Watched::start(cmd);
+    // The gauge first; the self-metrics follow when the forwarder stops.
+    let (printed, code, lines, _) =
+        watched.stop_after_line(|w| &w.stdout, "algorithmia.risk_score:0.5|");
+    assert!(printed, "{lines:#?}");
+    assert_eq!(code, Some(0));
+    let consumed = lines
+        .iter()
+        .find(|l| l.starts_with("algorithmia.forwarder.messages_consumed:1|c|"))
+        .unwrap_or_else(|| panic!("no self-metrics in {lines:#?}"));
+    assert!(
+        consumed.contains(&format!("consumer_group:{}-dry-run", s.group)),
+        "{consumed}"
+    );
+}

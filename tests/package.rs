@@ -260,3 +260,44 @@ fn the_duration_monitor_alerts_per_algorithm_and_version_at_the_documented_thres
     assert_eq!(definition["options"]["thresholds"]["critical"], 10000);
     assert_eq!(definition["options"]["thresholds"]["warning"], 5000);
 }
+
+#[test]
+fn the_readme_gives_each_metric_the_type_metadata_csv_declares() {
+    let readme = read("README.md");
+    let rows: std::collections::HashMap<String, String> = readme
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            // | `name` | type | description |
+            let name = cells.get(1)?.strip_prefix('`')?.strip_suffix('`')?;
+            Some((name.to_string(), cells.get(2)?.to_string()))
+        })
+        .collect();
+    let metadata = metadata();
+    assert!(!metadata.is_empty());
+    for row in metadata {
+        let name = &row["metric_name"];
+        let documented = rows
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is not in the README's Metrics table"));
+        assert_eq!(documented, &row["metric_type"], "{name}");
+    }
+}
+
+#[test]
+fn monitors_the_demo_could_trip_leave_its_points_out() {
+    for path in [
+        "assets/monitors/algorithm_duration.json",
+        "assets/monitors/algorithm_calls_stopped.json",
+        "assets/monitors/forwarder_messages_rejected.json",
+    ] {
+        let query = json(path)["definition"]["query"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            query.contains(&format!("{{!{}}}", algorithmia_datadog::demo::DEMO_TAG)),
+            "{path}: {query}"
+        );
+    }
+}

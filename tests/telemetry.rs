@@ -195,4 +195,13 @@ fn can_connect_is_critical_with_a_reason_when_no_broker_answers() {
         "{critical}"
     );
     assert!(!critical.contains('\n'));
+    // The reason is said once: not `X (…)): Message consumption error: X (…)`.
+    let message = critical.split("|m:").nth(1).unwrap_or_default();
+    for code in [
+        "AllBrokersDown",
+        "BrokerTransportFailure",
+        "consumption error",
+    ] {
+        assert!(message.matches(code).count() <= 1, "{message}");
+    }
 }

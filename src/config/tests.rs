@@ -477,3 +477,44 @@ fn periodic_commits_cannot_be_turned_off() {
     let e = rejected("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    kafka_options:\n      enable.auto.commit: false\n");
     assert_eq!(e.key, "instances[0].kafka_options.enable.auto.commit");
 }
+
+#[test]
+fn a_port_without_a_host_is_reported_ignored_only_when_it_is() {
+    let ignored = |yaml: &str, env: &[(&str, &str)]| load_with(yaml, env).unwrap().ignored;
+    let port = [("DD_DOGSTATSD_PORT", "9125")];
+    let notes = ignored(MINIMAL, &port);
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with("DD_DOGSTATSD_PORT is ignored")
+            && notes[0].ends_with("sending to udp://127.0.0.1:8125"),
+        "{notes:?}"
+    );
+    // Used with DD_AGENT_HOST; overruled, as documented, by DD_DOGSTATSD_URL or the file.
+    for env in [
+        &[port[0], ("DD_AGENT_HOST", "agent")][..],
+        &[port[0], ("DD_DOGSTATSD_URL", "udp://a:1")][..],
+        &[][..],
+    ] {
+        assert_eq!(ignored(MINIMAL, env), Vec::<String>::new(), "{env:?}");
+    }
+    let with_url = format!("init_config:\n  dogstatsd_url: udp://a:1\n{MINIMAL}");
+    assert_eq!(ignored(&with_url, &port), Vec::<String>::new());
+}
+
+#[test]
+fn the_old_scripts_variables_beside_a_file_are_reported_ignored() {
+    let dir = std::env::temp_dir().join(format!("algorithmia-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("algorithmia.yaml");
+    std::fs::write(&path, MINIMAL).unwrap();
+    let load = |env: &[(&str, &str)]| Config::load(Some(&path), &env_of(env)).unwrap().0;
+    assert_eq!(load(&[]).ignored, Vec::<String>::new());
+    let notes = load(&[("KAFKA_TOPIC", "old"), ("KAFKA_GROUP", "g")]).ignored;
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].starts_with("KAFKA_TOPIC, KAFKA_GROUP are ignored: the configuration file ")
+            && notes[0].contains(&path.display().to_string()),
+        "{notes:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
