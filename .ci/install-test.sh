@@ -5,14 +5,17 @@
 #    `sudo` is dropped and /usr and /etc mean <scratch root>/usr and <scratch root>/etc;
 # 2. the unit's ExecStartPre and ExecStart command lines, read from the installed unit, run as the
 #    unit's User= and Group= the way systemd would (environment file read by root, working
-#    directory, umask, no new privileges, no capabilities) against a Kafka-protocol broker (the
-#    demo's embedded one, `examples/embedded_kafka.rs`) and a DogStatsD Unix socket standing in for
-#    the Agent's: check-config exits 0, run forwards every message and exits 0 on SIGTERM;
+#    directory, umask, no new privileges, no capabilities, and the unit's system call filter,
+#    address families and W^X memory through seccomp: .ci/unit-sandbox.py) against a
+#    Kafka-protocol broker (the demo's embedded one, `examples/embedded_kafka.rs`, reached by
+#    host name) and a DogStatsD Unix socket standing in for the Agent's: check-config exits 0,
+#    run forwards every message and exits 0 on SIGTERM;
 # 3. `systemd-analyze verify` on the installed unit, and its exposure score under 3.0;
 # 4. the installed binary's size, against what the README says.
 #
 # Runs as root (it creates the unit's user if the machine lacks it, as the Agent's installer
-# would). Needs cargo, python3, setpriv (util-linux) and systemd-analyze (Debian: systemd).
+# would). Needs cargo, python3 (one the unit's user can run too), setpriv (util-linux),
+# systemd-analyze and libseccomp (Debian: systemd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -96,6 +99,8 @@ size, documented = int(sys.argv[1]), int(sys.argv[2]) * 1_000_000
 sys.exit(0 if abs(size - documented) <= 0.25 * documented else 1)
 EOF
 
+install -m 0644 .ci/unit-sandbox.py "$WORK/unit-sandbox.py"
+
 echo "-- a Kafka broker (the demo's embedded one) with $MESSAGES messages"
 cargo build --quiet --example embedded_kafka
 target/debug/examples/embedded_kafka insights "$MESSAGES" >"$WORK/broker.out" 2>"$WORK/broker.err" &
@@ -107,6 +112,8 @@ for _ in $(seq 600); do
 done
 BROKER=$(head -n 1 "$WORK/broker.out")
 [ -n "$BROKER" ] || fail "the broker did not start"
+# By name, as in production: resolving it must work inside the unit's sandbox.
+BROKER=localhost:${BROKER##*:}
 echo "   $BROKER"
 
 echo "-- the Agent's DogStatsD socket"
@@ -139,7 +146,7 @@ sed -i -E \
 
 # The unit's command lines, as systemd runs them: its user and group, environment (the
 # environment file is read by root), working directory and umask, no new privileges, no
-# capabilities.
+# capabilities, then the unit's seccomp filters.
 in_root() { sed -E "s#(^|[ =])/(usr|etc|var)/#\\1$ROOT/\\2/#g"; }
 service_env=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
 while IFS= read -r assignment; do service_env+=("$assignment"); done < <(unit_value Environment)
@@ -158,8 +165,11 @@ as_service() {
     umask "${umask_value:-0022}"
     exec setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_GROUP" --init-groups \
         --no-new-privs --inh-caps=-all --bounding-set=-all \
-        env -i "${service_env[@]}" "$@"
+        env -i "${service_env[@]}" python3 "$WORK/unit-sandbox.py" "$UNIT" "$@"
 }
+setpriv --reuid="$SERVICE_USER" --regid="$SERVICE_GROUP" --init-groups \
+    env -i "${service_env[0]}" python3 -c 'import ctypes' ||
+    fail "$SERVICE_USER cannot run python3 (Debian: apt-get install python3)"
 read -ra exec_start_pre <<< "$(unit_value ExecStartPre | in_root)"
 read -ra exec_start <<< "$(unit_value ExecStart | in_root)"
 
