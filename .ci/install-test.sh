@@ -185,15 +185,16 @@ echo "-- ExecStart as $SERVICE_USER: ${exec_start[*]}"
 (as_service "${exec_start[@]}") >"$WORK/service.out" 2>"$WORK/service.err" &
 service=$!
 pids+=("$service")
-# Forwarding: wait until the gauges stop coming (all messages consumed), at most 90 s.
-last=-1
+# The calls counted at the Agent's socket: one per message, summed over the aggregation windows.
+calls_received() {
+    sed -nE 's/^algorithmia\.calls:([0-9]+)\|c.*/\1/p' "$WORK/received" 2>/dev/null |
+        awk '{ n += $1 } END { print n + 0 }'
+}
+# Forwarding: wait until every message's call arrived, at most 90 s.
 for _ in $(seq 90); do
     sleep 1
     kill -0 "$service" 2>/dev/null || { cat "$WORK/service.err" >&2; fail "the service exited"; }
-    now=$(grep -c '^algorithmia\.[a-z0-9_]*:' "$WORK/received" 2>/dev/null || true)
-    now=${now:-0}
-    [ "$now" -gt 0 ] && [ "$now" = "$last" ] && break
-    last=$now
+    [ "$(calls_received)" -ge "$MESSAGES" ] && break
 done
 uid=$(awk '/^Uid:/ { print $2 }' "/proc/$service/status")
 [ "$uid" = "$(id -u "$SERVICE_USER")" ] || fail "the service runs as uid $uid, not $SERVICE_USER"
@@ -206,9 +207,11 @@ sleep 0.5
 gauges=$(grep -c '^algorithmia\.[a-z0-9_]*:[^|]*|g|#' "$WORK/received" || true)
 consumed=$(sed -nE 's/^algorithmia\.forwarder\.messages_consumed:([0-9]+)\|c.*/\1/p' "$WORK/received" |
     awk '{ n += $1 } END { print n + 0 }')
-echo "   $gauges gauges received; the forwarder reports $consumed messages consumed"
+calls=$(calls_received)
+echo "   $gauges gauges and $calls calls received; the forwarder reports $consumed messages consumed"
 [ "$consumed" = "$MESSAGES" ] || { cat "$WORK/service.err" >&2; fail "consumed $consumed of $MESSAGES"; }
-[ "$gauges" -ge "$MESSAGES" ] || fail "only $gauges gauges for $MESSAGES messages"
+[ "$calls" = "$MESSAGES" ] || fail "$calls calls counted for $MESSAGES messages"
+[ "$gauges" -gt 0 ] || fail "no gauge received"
 if grep -E ' (ERROR|WARN) ' "$WORK/service.err"; then fail "the service logged problems"; fi
 
 echo "-- systemd-analyze verify"
