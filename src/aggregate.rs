@@ -76,6 +76,32 @@ pub fn window_end(interval: Duration, now: Instant, wall: SystemTime) -> Instant
     now + Duration::from_millis((next - since_epoch_ms) as u64)
 }
 
+/// Splits `:`-joined values into runs of at most `budget` bytes, between values; a value longer
+/// than the budget is a run of its own. Yields each run and how many values it holds.
+fn value_chunks(values: &str, budget: usize) -> impl Iterator<Item = (&str, usize)> {
+    let mut rest = values;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.find(':').unwrap_or(rest.len());
+        let mut count = 1;
+        while end < rest.len() {
+            let next = rest[end + 1..]
+                .find(':')
+                .map_or(rest.len(), |i| end + 1 + i);
+            if next > budget {
+                break;
+            }
+            end = next;
+            count += 1;
+        }
+        let chunk = &rest[..end];
+        rest = rest.get(end + 1..).unwrap_or("");
+        Some((chunk, count))
+    })
+}
+
 /// How the points of one context combine.
 #[derive(Debug)]
 enum Accumulated {
@@ -246,34 +272,11 @@ impl Window {
                         let mut fixed = String::new();
                         push_line(&mut fixed, &slot.name, "", slot.kind, &group.tags, None);
                         let budget = max_datagram.saturating_sub(fixed.len());
-                        let mut chunk_start = 0;
-                        let mut chunk_values = 0;
-                        let mut chunk_end = 0;
-                        for (i, v) in values.split(':').enumerate() {
-                            let start = if i == 0 { 0 } else { chunk_end + 1 };
-                            let end = start + v.len();
-                            if chunk_values > 0 && end - chunk_start > budget {
-                                line.clear();
-                                let chunk = &values[chunk_start..chunk_end];
-                                push_line(
-                                    &mut line,
-                                    &slot.name,
-                                    chunk,
-                                    slot.kind,
-                                    &group.tags,
-                                    None,
-                                );
-                                emit(&line, slot.kind, chunk_values);
-                                chunk_start = start;
-                                chunk_values = 0;
-                            }
-                            chunk_end = end;
-                            chunk_values += 1;
+                        for (chunk, count) in value_chunks(values, budget) {
+                            line.clear();
+                            push_line(&mut line, &slot.name, chunk, slot.kind, &group.tags, None);
+                            emit(&line, slot.kind, count);
                         }
-                        line.clear();
-                        let chunk = &values[chunk_start..chunk_end];
-                        push_line(&mut line, &slot.name, chunk, slot.kind, &group.tags, None);
-                        emit(&line, slot.kind, chunk_values);
                     }
                 }
             }

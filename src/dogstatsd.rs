@@ -99,6 +99,51 @@ impl MetricKind {
     }
 }
 
+/// Renders points one line each, in buffers it keeps, so that a point costs no allocation.
+///
+/// ```
+/// use algorithmia_datadog::dogstatsd::{LineWriter, MetricKind, Value};
+///
+/// let mut lines = LineWriter::default();
+/// lines.begin("algorithm_name:m", Some(1_700_000_000));
+/// assert_eq!(
+///     lines.render("algorithmia.calls", MetricKind::Count, Value::UInt(1)),
+///     "algorithmia.calls:1|c|#algorithm_name:m|T1700000000"
+/// );
+/// ```
+#[derive(Debug, Default)]
+pub struct LineWriter {
+    line: String,
+    value: String,
+    tags: String,
+    timestamp: Option<i64>,
+}
+
+impl LineWriter {
+    /// The points rendered next share these tags and this timestamp.
+    pub fn begin(&mut self, tags: &str, timestamp: Option<i64>) {
+        self.tags.clear();
+        self.tags.push_str(tags);
+        self.timestamp = timestamp;
+    }
+
+    /// One point as a DogStatsD line, valid until the next call.
+    pub fn render(&mut self, name: &str, kind: MetricKind, value: Value) -> &str {
+        self.value.clear();
+        value.write(&mut self.value);
+        self.line.clear();
+        push_line(
+            &mut self.line,
+            name,
+            &self.value,
+            kind,
+            &self.tags,
+            self.timestamp,
+        );
+        &self.line
+    }
+}
+
 /// Appends one DogStatsD line: `name:values|type[|#tags][|Tseconds]`. `values` is one value, or
 /// several joined with `:` (distributions, protocol 1.1). A timestamp is left off for kinds that
 /// cannot carry one.

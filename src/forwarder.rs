@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::aggregate::{window_end, Window};
 use crate::decode::decode;
-use crate::dogstatsd::{push_line, MetricKind, Value};
+use crate::dogstatsd::{LineWriter, MetricKind, Value};
 use crate::metrics::{MetricMapper, PointSink};
 use crate::offsets::OffsetTracker;
 use crate::sink::{DogStatsdSink, Written};
@@ -63,10 +63,8 @@ pub struct Forwarder {
     counters: Arc<Counters>,
     reject_log: LogLimiter,
     topic: String,
-    /// Scratch buffers of the point-per-line path.
-    line: String,
-    value: String,
-    tags: String,
+    /// The point-per-line path's buffers.
+    lines: LineWriter,
 }
 
 /// Builder for [`Forwarder`].
@@ -119,9 +117,7 @@ impl Forwarder {
                 counters,
                 reject_log: LogLimiter::new(10, Duration::from_secs(10)),
                 topic: String::new(),
-                line: String::with_capacity(512),
-                value: String::with_capacity(32),
-                tags: String::with_capacity(256),
+                lines: LineWriter::default(),
             },
             max_contexts: crate::config::DEFAULT_MAX_CONTEXTS,
         }
@@ -142,13 +138,10 @@ impl Forwarder {
                 }
                 None => {
                     let mut lines = LinePerPoint {
+                        writer: &mut self.lines,
                         sink: &mut self.sink,
                         offsets: &mut self.offsets,
                         counters: &self.counters,
-                        line: &mut self.line,
-                        value: &mut self.value,
-                        tags: &mut self.tags,
-                        timestamp: None,
                     };
                     self.mapper.map_points(&message, &self.counters, &mut lines);
                 }
@@ -272,29 +265,20 @@ fn count_sent(counters: &Counters, kind: MetricKind, values: usize) {
 
 /// `aggregation_interval: 0`: every point goes to the sink as its own line, at once.
 struct LinePerPoint<'a> {
+    writer: &'a mut LineWriter,
     sink: &'a mut DogStatsdSink,
     offsets: &'a mut OffsetTracker,
     counters: &'a Counters,
-    line: &'a mut String,
-    value: &'a mut String,
-    tags: &'a mut String,
-    timestamp: Option<i64>,
 }
 
 impl PointSink for LinePerPoint<'_> {
     fn begin(&mut self, tags: &str, timestamp: Option<i64>) {
-        self.tags.clear();
-        self.tags.push_str(tags);
-        self.timestamp = timestamp;
+        self.writer.begin(tags, timestamp);
     }
 
     fn point(&mut self, name: &str, kind: MetricKind, value: Value) {
-        self.value.clear();
-        value.write(self.value);
-        self.line.clear();
-        push_line(self.line, name, self.value, kind, self.tags, self.timestamp);
         count_sent(self.counters, kind, 1);
-        if self.sink.push_line(self.line) == Written::Flushed {
+        if self.sink.push_line(self.writer.render(name, kind, value)) == Written::Flushed {
             // Everything handed over before this message went out (this message is not handed
             // over until all its points are in).
             self.offsets.sink_caught_up();

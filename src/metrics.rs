@@ -35,7 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Instance;
 use crate::decode::{FieldValue, InsightsMessage};
-use crate::dogstatsd::{push_line, push_metric_name, push_tag_value, MAX_NAME_CHARS};
+use crate::dogstatsd::{push_metric_name, push_tag_value, LineWriter, MAX_NAME_CHARS};
 use crate::dogstatsd::{MetricKind, Value};
 use crate::telemetry::{Counters, SkipReason, TimestampIssue};
 
@@ -195,10 +195,7 @@ impl MetricMapper {
         emit: impl FnMut(&str) -> Result<(), E>,
     ) -> Result<usize, E> {
         let mut lines = EachPointLines {
-            line: String::with_capacity(256),
-            values: String::with_capacity(32),
-            tags: String::new(),
-            timestamp: None,
+            writer: LineWriter::default(),
             emit,
             error: None,
         };
@@ -379,37 +376,21 @@ pub trait PointSink {
 
 /// The line-per-point sink behind [`MetricMapper::map_message`].
 struct EachPointLines<F, E> {
-    line: String,
-    values: String,
-    tags: String,
-    timestamp: Option<i64>,
+    writer: LineWriter,
     emit: F,
     error: Option<E>,
 }
 
 impl<F: FnMut(&str) -> Result<(), E>, E> PointSink for EachPointLines<F, E> {
     fn begin(&mut self, tags: &str, timestamp: Option<i64>) {
-        self.tags.clear();
-        self.tags.push_str(tags);
-        self.timestamp = timestamp;
+        self.writer.begin(tags, timestamp);
     }
 
     fn point(&mut self, name: &str, kind: MetricKind, value: Value) {
         if self.error.is_some() {
             return;
         }
-        self.values.clear();
-        value.write(&mut self.values);
-        self.line.clear();
-        push_line(
-            &mut self.line,
-            name,
-            &self.values,
-            kind,
-            &self.tags,
-            self.timestamp,
-        );
-        if let Err(e) = (self.emit)(&self.line) {
+        if let Err(e) = (self.emit)(self.writer.render(name, kind, value)) {
             self.error = Some(e);
         }
     }

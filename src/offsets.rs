@@ -42,6 +42,16 @@ pub struct OffsetTracker {
 
 const NONE: i64 = -1;
 
+/// Moves each partition's offset that is set in `from` on to `to`, telling `moved` which.
+fn advance(from: &mut [i64], to: &mut [i64], mut moved: impl FnMut(usize)) {
+    for (p, next) in from.iter_mut().enumerate() {
+        if *next != NONE {
+            to[p] = std::mem::replace(next, NONE);
+            moved(p);
+        }
+    }
+}
+
 impl OffsetTracker {
     fn slot(&mut self, partition: i32) -> usize {
         let p = partition.max(0) as usize;
@@ -63,33 +73,21 @@ impl OffsetTracker {
 
     /// The window closed: every line of every message done so far is in the sink.
     pub fn handed_to_sink(&mut self) {
-        if !self.any_in_window {
-            return;
+        if std::mem::take(&mut self.any_in_window) {
+            advance(&mut self.in_window, &mut self.buffered, |_| {});
+            self.any_buffered = true;
         }
-        for (p, next) in self.in_window.iter_mut().enumerate() {
-            if *next != NONE {
-                self.buffered[p] = *next;
-                *next = NONE;
-            }
-        }
-        self.any_in_window = false;
-        self.any_buffered = true;
     }
 
     /// The sink wrote everything handed to it before this call: those messages are delivered.
     /// (Messages still in the window are not.)
     pub fn sink_caught_up(&mut self) {
-        if !self.any_buffered {
-            return;
+        if std::mem::take(&mut self.any_buffered) {
+            let unstored = &mut self.unstored;
+            advance(&mut self.buffered, &mut self.delivered, |p| {
+                unstored[p] = true
+            });
         }
-        for (p, next) in self.buffered.iter_mut().enumerate() {
-            if *next != NONE {
-                self.delivered[p] = *next;
-                self.unstored[p] = true;
-                *next = NONE;
-            }
-        }
-        self.any_buffered = false;
     }
 
     /// The delivered offsets not stored yet, as a list for `store_offsets`.
