@@ -3,38 +3,12 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::*;
 use common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_algorithmia-datadog");
-
-/// The binary with a clean environment: no DD_* or KAFKA_* leaking in from the machine.
-fn forwarder(dir: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd
-}
-
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(unique("algorithmia-datadog-cli"));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::File::create(&path)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    path
-}
 
 fn text(output: &Output) -> (String, String) {
     (
@@ -266,26 +240,6 @@ fn config_yaml(bootstrap: &str, topic: &str, url: &str) -> String {
     )
 }
 
-/// Sends SIGTERM and returns how long the process took to exit, and its code.
-fn terminate(child: &mut Child) -> (Duration, Option<i32>) {
-    let sent = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return (sent.elapsed(), status.code());
-        }
-        if sent.elapsed() > Duration::from_secs(20) {
-            let _ = child.kill();
-            panic!("the forwarder did not exit within 20 s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn start_forwarding(dir: &Path, config: &Path) -> Child {
     forwarder(dir)
         .args(["run", "--config"])
@@ -352,89 +306,6 @@ fn sigterm_exits_within_10_seconds_even_when_the_broker_is_gone() {
     let (took, code) = terminate(&mut child);
     assert_eq!(code, Some(0));
     assert!(took < Duration::from_secs(10), "{took:?}");
-}
-
-/// Lines a child process writes, as they come.
-type Lines = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
-
-/// The forwarder with its standard output and error read line by line as they come.
-struct Watched {
-    child: Child,
-    stdout: Lines,
-    stderr: Lines,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-fn read_lines(
-    pipe: impl std::io::Read + Send + 'static,
-    into: &Lines,
-) -> std::thread::JoinHandle<()> {
-    let into = into.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
-            into.lock().unwrap().push(line);
-        }
-    })
-}
-
-impl Watched {
-    fn start(mut cmd: Command) -> Watched {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (stdout, stderr) = (Lines::default(), Lines::default());
-        let readers = vec![
-            read_lines(child.stdout.take().unwrap(), &stdout),
-            read_lines(child.stderr.take().unwrap(), &stderr),
-        ];
-        Watched {
-            child,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits up to 20 s for a line of `output` (the process's stdout or stderr) containing
-    /// `text`, then stops the process: whether the line came, and what [`Watched::stop`] gives.
-    #[allow(clippy::type_complexity)]
-    fn stop_after_line(
-        self,
-        output: fn(&Watched) -> &Lines,
-        text: &str,
-    ) -> (bool, Option<i32>, Vec<String>, Vec<String>) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let seen = || {
-            output(&self)
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(text))
-        };
-        while !seen() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let found = seen();
-        let (code, stdout, stderr) = self.stop();
-        (found, code, stdout, stderr)
-    }
-
-    /// SIGTERM, then everything the process wrote: its exit code, stdout and stderr.
-    fn stop(mut self) -> (Option<i32>, Vec<String>, Vec<String>) {
-        let (_, code) = terminate(&mut self.child);
-        for reader in self.readers {
-            let _ = reader.join();
-        }
-        let take = |lines: &Lines| std::mem::take(&mut *lines.lock().unwrap());
-        (code, take(&self.stdout), take(&self.stderr))
-    }
 }
 
 /// A one-partition topic holding `message`, a UDP socket for the Agent, and a configuration file

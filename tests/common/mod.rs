@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+pub mod tansu;
+
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
@@ -260,4 +263,93 @@ pub fn committed(kafka: &EmbeddedKafka, group: &str, topic: &str, partitions: i3
             _ => -1,
         })
         .collect()
+}
+
+/// Counts the messages the broker acknowledged, and the first refusal.
+#[derive(Default)]
+pub struct Acknowledged {
+    ok: AtomicUsize,
+    failed: std::sync::Mutex<Option<String>>,
+}
+
+impl rdkafka::ClientContext for Acknowledged {}
+
+impl rdkafka::producer::ProducerContext for Acknowledged {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                let mut failed = self.failed.lock().unwrap();
+                failed.get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// Produces `payloads` to `topic` (spread over its partitions) and waits until the broker
+/// acknowledged every one; `extra` adds client properties (security). Returns how many.
+pub fn produce(
+    bootstrap: &str,
+    topic: &str,
+    payloads: impl IntoIterator<Item = Vec<u8>>,
+    extra: &[(&str, &str)],
+) -> usize {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let mut config = rdkafka::ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("partitioner", "murmur2_random");
+    for (key, value) in extra {
+        config.set(*key, *value);
+    }
+    let producer: BaseProducer<Acknowledged> = config
+        .create_with_context(Acknowledged::default())
+        .expect("a producer");
+    let mut sent = 0;
+    for payload in payloads {
+        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((e, back)) => {
+                    assert!(
+                        matches!(
+                            e.rdkafka_error_code(),
+                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                        ),
+                        "producing failed: {e}"
+                    );
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+        sent += 1;
+        producer.poll(Duration::ZERO);
+    }
+    producer
+        .flush(Duration::from_secs(120))
+        .expect("every message acknowledged within 2 minutes");
+    let context = producer.context();
+    if let Some(error) = context.failed.lock().unwrap().take() {
+        panic!("the broker refused a message: {error}");
+    }
+    let acknowledged = context.ok.load(Ordering::Relaxed);
+    assert_eq!(acknowledged, sent, "messages acknowledged by the broker");
+    sent
+}
+
+/// One sample-shaped Insights message whose `seq` field is `seq`.
+pub fn insights_message(seq: u64) -> Vec<u8> {
+    format!(
+        r#"{{"algorithm_name":"credit_card_approval","algorithm_version":"1.0.{}","algorithm_owner":"algo_owner","request_id":"r{seq}","session_id":"s","time":"2026-11-22T00:00:00.000Z","duration_milliseconds":{},"risk_score":0.{},"approved":1,"seq":{seq}}}"#,
+        seq % 3,
+        seq % 97,
+        seq % 1000
+    )
+    .into_bytes()
 }
