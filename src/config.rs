@@ -31,6 +31,11 @@ pub const AGGREGATION_INTERVALS: [u64; 5] = [0, 1, 2, 5, 10];
 pub const DEFAULT_AGGREGATION_INTERVAL: u64 = 2;
 /// `max_contexts` when not set.
 pub const DEFAULT_MAX_CONTEXTS: usize = 100_000;
+/// `commit_interval_ms` when not set: after a crash, at most about a second of messages that
+/// already reached the Agent is read and sent again.
+pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 1_000;
+/// The range `commit_interval_ms` accepts.
+pub const COMMIT_INTERVALS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 /// The destination used when neither the file nor the environment names one.
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
@@ -263,6 +268,8 @@ pub struct Instance {
     pub aggregation_interval: u64,
     /// Most contexts an aggregation window holds before it is sent early.
     pub max_contexts: usize,
+    /// How often the offsets of forwarded messages are committed to the group.
+    pub commit_interval_ms: u64,
     /// Whether to attach `|T<seconds>` from the message's time.
     pub send_timestamps: bool,
     /// The field holding the message's time.
@@ -361,6 +368,9 @@ fn default_aggregation_interval() -> u64 {
 fn default_max_contexts() -> usize {
     DEFAULT_MAX_CONTEXTS
 }
+fn default_commit_interval_ms() -> u64 {
+    DEFAULT_COMMIT_INTERVAL_MS
+}
 fn default_timestamp_field() -> String {
     "time".into()
 }
@@ -401,6 +411,8 @@ struct RawInstance {
     aggregation_interval: u64,
     #[serde(default = "default_max_contexts")]
     max_contexts: usize,
+    #[serde(default = "default_commit_interval_ms")]
+    commit_interval_ms: u64,
     #[serde(default)]
     send_timestamps: bool,
     #[serde(default = "default_timestamp_field")]
@@ -540,6 +552,7 @@ impl Config {
             distribution_metrics: vec![],
             aggregation_interval: DEFAULT_AGGREGATION_INTERVAL,
             max_contexts: DEFAULT_MAX_CONTEXTS,
+            commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
             send_timestamps: false,
             timestamp_field: default_timestamp_field(),
             tags: vec![],
@@ -750,6 +763,17 @@ fn validate_instance(
             "must be at least 1 (the default is 100000)".into(),
         ));
     }
+    if !COMMIT_INTERVALS_MS.contains(&raw.commit_interval_ms) {
+        return Err(err(
+            "commit_interval_ms",
+            format!(
+                "must be between {} and {} (milliseconds), not {}",
+                COMMIT_INTERVALS_MS.start(),
+                COMMIT_INTERVALS_MS.end(),
+                raw.commit_interval_ms
+            ),
+        ));
+    }
     if raw.timestamp_field.is_empty() {
         return Err(err("timestamp_field", "must not be empty".into()));
     }
@@ -789,6 +813,7 @@ fn validate_instance(
         distribution_metrics: raw.distribution_metrics,
         aggregation_interval: raw.aggregation_interval,
         max_contexts: raw.max_contexts,
+        commit_interval_ms: raw.commit_interval_ms,
         send_timestamps: raw.send_timestamps,
         timestamp_field: raw.timestamp_field,
         tags,

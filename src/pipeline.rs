@@ -24,12 +24,13 @@ use crate::source::{client_config, SourceContext};
 use crate::telemetry::{spawn_reporter, Counters, Reporter, Snapshot};
 
 /// How often delivered offsets are handed to librdkafka (which commits them every
-/// [`crate::source::AUTO_COMMIT_INTERVAL_MS`]).
+/// `commit_interval_ms`).
 pub const STORE_INTERVAL: Duration = Duration::from_millis(200);
 
-/// First and longest wait between write attempts while the Agent refuses data.
+/// First and longest wait between write attempts while the Agent refuses data. A refused write
+/// costs microseconds, so a second between attempts keeps the wait idle and the recovery prompt.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// The longest `poll` wait, so that the stop flag is seen promptly.
 const MAX_POLL_WAIT: Duration = Duration::from_millis(100);
@@ -324,6 +325,7 @@ fn consume(
 ) -> Result<(), RunError> {
     let context = consumer.context();
     let mut next_store = Instant::now() + STORE_INTERVAL;
+    let aggregating = instance.aggregation_interval > 0;
     // When the forwarder next has a window or a buffer to write.
     let mut flush_deadline: Option<Instant> = None;
     // While the Agent refuses data: when to try again, and the current back-off.
@@ -383,6 +385,11 @@ fn consume(
             None => {}
         }
         let now = Instant::now();
+        // A window written now has its offsets committed at once rather than at the next
+        // auto-commit, so that a crash replays next to nothing that reached the Agent.
+        let window_written = aggregating
+            && retry.is_none()
+            && flush_deadline.is_some_and(|deadline| now >= deadline);
         match retry {
             None => {
                 forwarder.flush_if_due(now);
@@ -410,13 +417,16 @@ fn consume(
             Some(_) => {}
         }
         flush_deadline = forwarder.next_deadline();
-        if now >= next_store && context.commits_offsets() {
+        if (now >= next_store || window_written) && context.commits_offsets() {
             next_store = now + STORE_INTERVAL;
             if let Some(offsets) = forwarder.offsets.take_unstored(&instance.topic) {
                 drop(forwarder);
                 if let Err(e) = consumer.store_offsets(&offsets) {
                     // Happens for a partition revoked in the meantime; its new owner re-reads.
                     log::debug!("storing offsets failed: {e}");
+                } else if window_written {
+                    // Failures reach the commit callback, which logs them.
+                    let _ = consumer.commit_consumer_state(CommitMode::Async);
                 }
             }
         }

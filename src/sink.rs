@@ -144,8 +144,22 @@ pub struct DogStatsdSink {
     max_datagram: usize,
     oldest: Option<Instant>,
     counters: Arc<Counters>,
-    error_log: crate::telemetry::LogLimiter,
+    /// The write failures going on, if any: logged when they start, at most once a minute while
+    /// they last, and once when everything held went out.
+    outage: Option<Outage>,
 }
+
+/// Writes failing since `since`.
+struct Outage {
+    since: Instant,
+    /// When the outage was last logged.
+    logged: Instant,
+    /// Datagrams sent since the destination accepted data again (the ones held back).
+    resent: u64,
+}
+
+/// How often an outage that goes on is logged again.
+pub const OUTAGE_REMINDER: Duration = Duration::from_secs(60);
 
 /// Builder for [`DogStatsdSink`].
 pub struct DogStatsdSinkBuilder {
@@ -187,7 +201,7 @@ impl DogStatsdSink {
                 max_datagram,
                 oldest: None,
                 counters: Arc::new(Counters::default()),
-                error_log: crate::telemetry::LogLimiter::new(5, Duration::from_secs(60)),
+                outage: None,
             },
         }
     }
@@ -239,7 +253,17 @@ impl DogStatsdSink {
                 return false;
             }
         }
-        self.buffer.is_empty() || self.send_buffer()
+        let flushed = self.buffer.is_empty() || self.send_buffer();
+        if flushed {
+            if let Some(outage) = self.outage.take() {
+                log::info!(
+                    "DogStatsD destination accepts data again after {:.1} s; {} datagrams held were sent",
+                    outage.since.elapsed().as_secs_f64(),
+                    thousands(outage.resent)
+                );
+            }
+        }
+        flushed
     }
 
     /// The largest datagram this sink packs.
@@ -267,6 +291,9 @@ impl DogStatsdSink {
         match self.transport.emit(&self.buffer) {
             Ok(_) => {
                 self.counters.health.sink_ok();
+                if let Some(outage) = &mut self.outage {
+                    outage.resent += 1;
+                }
                 self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
                 self.counters
                     .bytes
@@ -279,13 +306,31 @@ impl DogStatsdSink {
                 self.blocked = true;
                 self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
                 self.counters.health.sink_failed(&e.to_string());
-                if let Some(suppressed) = self.error_log.allow() {
-                    log::warn!(
-                        "DogStatsD write of {} bytes failed: {e}; holding the data and the Kafka offsets \
-                         back until it succeeds{}",
-                        self.buffer.len(),
-                        crate::telemetry::suppressed_note(suppressed, "similar messages")
-                    );
+                let now = Instant::now();
+                match &mut self.outage {
+                    None => {
+                        log::warn!(
+                            "DogStatsD destination refuses data ({e}); holding the data and the \
+                             Kafka offsets back, retrying quietly until it accepts again"
+                        );
+                        self.outage = Some(Outage {
+                            since: now,
+                            logged: now,
+                            resent: 0,
+                        });
+                    }
+                    Some(outage) => {
+                        // Whatever was resent before this failure is held again.
+                        outage.resent = 0;
+                        if now.duration_since(outage.logged) >= OUTAGE_REMINDER {
+                            outage.logged = now;
+                            log::warn!(
+                                "DogStatsD destination still refuses data after {:.0} s ({e}); {} lines held",
+                                now.duration_since(outage.since).as_secs_f64(),
+                                thousands(self.held_back.len() as u64 + 1)
+                            );
+                        }
+                    }
                 }
                 false
             }
@@ -293,11 +338,32 @@ impl DogStatsdSink {
     }
 }
 
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use cadence::SpyMetricSink;
     use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn counts_are_written_with_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_234), "1,234");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 
     #[test]
     fn lines_are_packed_up_to_the_datagram_limit() {

@@ -26,8 +26,21 @@ pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 /// How often librdkafka reports statistics (consumer lag, broker states).
 pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
-/// How often librdkafka commits the stored offsets.
-pub const AUTO_COMMIT_INTERVAL_MS: &str = "5000";
+/// How partitions are shared in the group: with `cooperative-sticky`, a rebalance moves only the
+/// partitions that change owner, and every other member goes on consuming through it (the eager
+/// strategies stop the whole group while it rebalances).
+pub const ASSIGNMENT_STRATEGY: &str = "cooperative-sticky";
+
+/// How long a request may go unanswered before librdkafka gives up on the connection. Its
+/// default, 60 s, would leave a frozen broker looking healthy for a minute; a healthy broker
+/// answers a fetch within `fetch.wait.max.ms` (500 ms).
+pub const SOCKET_TIMEOUT_MS: &str = "10000";
+
+/// How long the group waits for a silent member before giving its partitions to the others:
+/// after a crash, its partitions resume within about this long (librdkafka's default is 45 s).
+pub const SESSION_TIMEOUT_MS: &str = "10000";
+/// A third of the session timeout, as Kafka recommends.
+pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
 
 /// How often a Kafka problem that goes on is logged again.
 pub const PROBLEM_REMINDER: std::time::Duration = std::time::Duration::from_secs(60);
@@ -40,7 +53,15 @@ pub fn client_config(instance: &Instance) -> ClientConfig {
         .set("group.id", &instance.consumer_group)
         .set("client.id", "algorithmia-datadog")
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", AUTO_COMMIT_INTERVAL_MS)
+        // librdkafka commits what was stored (see `crate::offsets`) this often.
+        .set(
+            "auto.commit.interval.ms",
+            instance.commit_interval_ms.to_string(),
+        )
+        .set("partition.assignment.strategy", ASSIGNMENT_STRATEGY)
+        .set("session.timeout.ms", SESSION_TIMEOUT_MS)
+        .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
+        .set("socket.timeout.ms", SOCKET_TIMEOUT_MS)
         .set("enable.auto.offset.store", "false")
         .set(
             "auto.offset.reset",
@@ -177,15 +198,39 @@ impl SourceContext {
 }
 
 /// A Kafka error as one line, and the key that identifies its kind: librdkafka's error code,
-/// whichever way it was reported (the error callback, or `poll`).
+/// whichever way it was reported (the error callback, or `poll`). Causes a user must act on are
+/// named first, with the setting to check.
 pub fn describe_kafka_error(error: &KafkaError, reason: Option<&str>) -> (String, String) {
-    match (error.rdkafka_error_code(), reason) {
+    let (key, what) = match (error.rdkafka_error_code(), reason) {
         // `AllBrokersDown: 1/1 brokers are down`.
         (Some(code), Some(reason)) => (format!("{code:?}"), format!("{code:?}: {reason}")),
         // `AllBrokersDown (Local: All broker connections are down)`.
         (Some(code), None) => (format!("{code:?}"), code.to_string()),
         (None, Some(reason)) => (error.to_string(), format!("{error}: {reason}")),
         (None, None) => (error.to_string(), error.to_string()),
+    };
+    match cause(error, &what) {
+        Some(cause) => (key, format!("{cause}: {what}")),
+        None => (key, what),
+    }
+}
+
+/// What a user must fix, when librdkafka's error says it.
+fn cause(error: &KafkaError, what: &str) -> Option<&'static str> {
+    use rdkafka::types::RDKafkaErrorCode::*;
+    let code = error.rdkafka_error_code()?;
+    let lower = what.to_ascii_lowercase();
+    match code {
+        Authentication | SaslAuthenticationFailed => {
+            Some("authentication failed (check sasl_username, sasl_password and sasl_mechanism)")
+        }
+        _ if lower.contains("certificate verify failed")
+            || lower.contains("certificate could not be verified") =>
+        {
+            Some("certificate not trusted (check ssl_ca_location)")
+        }
+        SSL => Some("TLS handshake failed (check security_protocol and ssl_ca_location)"),
+        _ => None,
     }
 }
 
@@ -197,9 +242,15 @@ impl ClientContext for SourceContext {
     fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
         use rdkafka::config::RDKafkaLogLevel::*;
         match level {
-            // A broker connection failure reaches `error` with the same text: logged there, once.
-            Emerg | Alert | Critical | Error if fac == "FAIL" => {
+            // A broker connection failure reaches `error` with the same text, and a failed
+            // commit `commit_callback`: logged there, once.
+            Emerg | Alert | Critical | Error | Warning if fac == "FAIL" || fac == "COMMITFAIL" => {
                 log::debug!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            // A session that timed out ends in a revocation of lost partitions, which
+            // `pre_rebalance` logs saying what it means for the data.
+            Warning if fac == "SESSTMOUT" => {
+                log::info!(target: "librdkafka", "librdkafka: {fac} {message}")
             }
             Emerg | Alert | Critical | Error => {
                 log::error!(target: "librdkafka", "librdkafka: {fac} {message}")
@@ -257,6 +308,10 @@ impl ClientContext for SourceContext {
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
+            // With the cooperative protocol (the default) only the partitions leaving this
+            // member are revoked; the others keep flowing. rdkafka's default `rebalance` then
+            // calls `incremental_unassign`/`incremental_assign` (plain `assign` under an eager
+            // strategy set in `kafka_options`).
             Rebalance::Revoke(tpl) => {
                 self.counters.revocations.fetch_add(1, Ordering::Relaxed);
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
@@ -271,18 +326,29 @@ impl ConsumerContext for SourceContext {
                 let offsets = forwarder.offsets.delivered(&self.topic, Some(&partitions));
                 forwarder.offsets.forget(&partitions);
                 drop(forwarder);
-                if offsets.count() > 0 && self.commit_offsets {
+                // Lost partitions (this member was thrown out of the group) already have a new
+                // owner: a commit would be refused, and what it did not commit is read again.
+                let lost = consumer.assignment_lost();
+                if offsets.count() > 0 && self.commit_offsets && !lost {
                     if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
                         self.log_problem("commit", &format!("commit on revocation failed: {e}"));
                     }
                 }
-                log::info!("partitions {partitions:?} of {} revoked", self.topic);
+                if lost {
+                    log::warn!(
+                        "partitions {partitions:?} of {} lost (this member was out of the group too long); their uncommitted messages will be consumed again",
+                        self.topic
+                    );
+                } else {
+                    log::info!("partitions {partitions:?} of {} revoked", self.topic);
+                }
             }
             Rebalance::Assign(tpl) => {
                 self.counters.health.kafka_ok();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                log::info!("partitions {partitions:?} of {} assigned", self.topic);
+                // A cooperative rebalance that gives this member nothing new says nothing.
                 if !partitions.is_empty() {
+                    log::info!("partitions {partitions:?} of {} assigned", self.topic);
                     self.kafka_works(Instant::now());
                 }
             }
@@ -291,11 +357,60 @@ impl ConsumerContext for SourceContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        use rdkafka::types::RDKafkaErrorCode::*;
         match result {
             // Nothing new to commit is not a failure.
-            Ok(())
-            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
+            Ok(()) | Err(KafkaError::ConsumerCommit(NoOffset)) => {}
+            // The group's coordinator is away (a broker outage, logged as such) or moving: the
+            // next commit, a second later, carries the same offsets.
+            Err(KafkaError::ConsumerCommit(
+                WaitingForCoordinator
+                | CoordinatorNotAvailable
+                | NotCoordinator
+                | RebalanceInProgress,
+            )) => log::debug!("offset commit postponed: {result:?}"),
             Err(e) => self.log_problem("commit", &format!("offset commit failed: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::types::RDKafkaErrorCode;
+
+    fn described(code: RDKafkaErrorCode, reason: &str) -> String {
+        describe_kafka_error(&KafkaError::Global(code), Some(reason)).1
+    }
+
+    #[test]
+    fn a_refused_login_is_named_with_the_settings_to_check() {
+        let what = described(
+            RDKafkaErrorCode::Authentication,
+            "sasl_ssl://127.0.0.1:9093/bootstrap: SASL authentication error: SASL SCRAM authentication failed",
+        );
+        assert!(
+            what.starts_with("authentication failed (check sasl_username"),
+            "{what}"
+        );
+        assert!(what.contains("SASL SCRAM authentication failed"), "{what}");
+    }
+
+    #[test]
+    fn an_unverified_broker_certificate_is_named_with_the_setting_to_check() {
+        let what = described(
+            RDKafkaErrorCode::SSL,
+            "ssl://b:9093/bootstrap: SSL handshake failed: error:0A000086:SSL routines::certificate verify failed",
+        );
+        assert!(
+            what.starts_with("certificate not trusted (check ssl_ca_location)"),
+            "{what}"
+        );
+    }
+
+    #[test]
+    fn other_errors_are_described_as_librdkafka_gives_them() {
+        let what = described(RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down");
+        assert_eq!(what, "AllBrokersDown: 1/1 brokers are down");
     }
 }

@@ -673,6 +673,8 @@ pub struct Reporter {
     group: String,
     tags: String,
     brokers: Vec<String>,
+    /// The statuses the service checks last sent.
+    last_statuses: Option<[Status; 2]>,
 }
 
 impl Reporter {
@@ -706,6 +708,7 @@ impl Reporter {
             group,
             tags,
             brokers: instance.brokers.clone(),
+            last_statuses: None,
         }
     }
 
@@ -766,12 +769,29 @@ impl Reporter {
     }
 
     /// Sends both service checks.
-    pub fn report_service_checks(&self) {
+    pub fn report_service_checks(&mut self) {
+        let statuses = self.statuses();
         let health = &self.counters.health;
         let (status, message) = kafka_status(health, &self.brokers, &self.topic);
         self.send_check(CAN_CONNECT, status, message.as_deref());
         let (status, message) = send_status(health);
         self.send_check(CAN_SEND, status, message.as_deref());
+        self.last_statuses = Some(statuses);
+    }
+
+    /// Whether a service check's status changed since the checks were last sent: a change is
+    /// reported at once rather than at the next regular send.
+    pub fn status_changed(&self) -> bool {
+        self.last_statuses
+            .is_some_and(|last| last != self.statuses())
+    }
+
+    fn statuses(&self) -> [Status; 2] {
+        let health = &self.counters.health;
+        [
+            kafka_status(health, &self.brokers, &self.topic).0,
+            send_status(health).0,
+        ]
     }
 
     fn send_check(&self, name: &str, status: Status, message: Option<&str>) {
@@ -811,6 +831,9 @@ impl Reporter {
     }
 }
 
+/// How often the reporter looks whether a service check's status changed.
+pub const STATUS_LOOK_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs a reporter on its own thread until `done` is raised, then sends a last report.
 pub fn spawn_reporter(
     mut reporter: Reporter,
@@ -824,6 +847,7 @@ pub fn spawn_reporter(
         .spawn(move || {
             let mut next_metrics = Instant::now() + metrics_every;
             let mut next_checks = Instant::now() + checks_every;
+            let mut next_look = Instant::now() + STATUS_LOOK_EVERY;
             while !done.load(Relaxed) {
                 std::thread::sleep(std::time::Duration::from_millis(50).min(metrics_every));
                 let now = Instant::now();
@@ -831,9 +855,12 @@ pub fn spawn_reporter(
                     next_metrics = now + metrics_every;
                     reporter.report_metrics();
                 }
-                if now >= next_checks {
+                if now >= next_checks || (now >= next_look && reporter.status_changed()) {
                     next_checks = now + checks_every;
                     reporter.report_service_checks();
+                }
+                if now >= next_look {
+                    next_look = now + STATUS_LOOK_EVERY;
                 }
             }
             reporter.report_metrics();

@@ -57,6 +57,19 @@ fn a_minimal_file_gets_every_documented_default() {
     assert_eq!(i.timestamp_field, "time");
     assert!(i.distribution_metrics.is_empty());
     assert_eq!((i.aggregation_interval, i.max_contexts), (2, 100_000));
+    assert_eq!(i.commit_interval_ms, 1_000);
+}
+
+#[test]
+fn the_commit_interval_is_read_and_bounded() {
+    let config = load(&format!("{MINIMAL}    commit_interval_ms: 250\n")).unwrap();
+    assert_eq!(config.instances[0].commit_interval_ms, 250);
+    for bad in ["0", "99", "60001", "-5", "1.5", "soon"] {
+        let e = rejected(&format!("{MINIMAL}    commit_interval_ms: {bad}\n"));
+        assert_eq!(e.key, "instances[0].commit_interval_ms", "{bad}: {e}");
+    }
+    let e = rejected(&format!("{MINIMAL}    commit_interval_ms: 0\n"));
+    assert!(e.reason.contains("between 100 and 60000"), "{e}");
 }
 
 #[test]
@@ -97,6 +110,7 @@ fn check_config_shows_the_aggregation_settings() {
     for expected in [
         "aggregation_interval: 2",
         "max_contexts: 100000",
+        "commit_interval_ms: 1000",
         "- risk_score",
     ] {
         assert!(yaml.contains(expected), "{expected} missing from:\n{yaml}");

@@ -5,6 +5,7 @@
 
 pub mod process;
 pub mod tansu;
+pub mod tls;
 
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
@@ -289,15 +290,12 @@ impl rdkafka::producer::ProducerContext for Acknowledged {
     }
 }
 
-/// Produces `payloads` to `topic` (spread over its partitions) and waits until the broker
-/// acknowledged every one; `extra` adds client properties (security). Returns how many.
-pub fn produce(
+/// A producer to `bootstrap` that counts what the broker acknowledged; `extra` adds client
+/// properties (security).
+pub fn producer(
     bootstrap: &str,
-    topic: &str,
-    payloads: impl IntoIterator<Item = Vec<u8>>,
     extra: &[(&str, &str)],
-) -> usize {
-    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+) -> rdkafka::producer::BaseProducer<Acknowledged> {
     let mut config = rdkafka::ClientConfig::new();
     config
         .set("bootstrap.servers", bootstrap)
@@ -306,31 +304,38 @@ pub fn produce(
     for (key, value) in extra {
         config.set(*key, *value);
     }
-    let producer: BaseProducer<Acknowledged> = config
+    config
         .create_with_context(Acknowledged::default())
-        .expect("a producer");
-    let mut sent = 0;
-    for payload in payloads {
-        let mut record = BaseRecord::<(), [u8]>::to(topic).payload(&payload[..]);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((e, back)) => {
-                    assert!(
-                        matches!(
-                            e.rdkafka_error_code(),
-                            Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        ),
-                        "producing failed: {e}"
-                    );
-                    record = back;
-                    producer.poll(Duration::from_millis(10));
-                }
+        .expect("a producer")
+}
+
+/// Queues one message, waiting while the producer's queue is full.
+pub fn send(producer: &rdkafka::producer::BaseProducer<Acknowledged>, topic: &str, payload: &[u8]) {
+    use rdkafka::producer::BaseRecord;
+    let mut record = BaseRecord::<(), [u8]>::to(topic).payload(payload);
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((e, back)) => {
+                assert!(
+                    matches!(
+                        e.rdkafka_error_code(),
+                        Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ),
+                    "producing failed: {e}"
+                );
+                record = back;
+                producer.poll(Duration::from_millis(10));
             }
         }
-        sent += 1;
-        producer.poll(Duration::ZERO);
     }
+    producer.poll(Duration::ZERO);
+}
+
+/// Waits until the broker acknowledged everything sent (2 minutes at most) and returns how
+/// many messages that is; a refused message fails the test.
+pub fn acknowledged(producer: &rdkafka::producer::BaseProducer<Acknowledged>) -> usize {
+    use rdkafka::producer::Producer;
     producer
         .flush(Duration::from_secs(120))
         .expect("every message acknowledged within 2 minutes");
@@ -338,8 +343,28 @@ pub fn produce(
     if let Some(error) = context.failed.lock().unwrap().take() {
         panic!("the broker refused a message: {error}");
     }
-    let acknowledged = context.ok.load(Ordering::Relaxed);
-    assert_eq!(acknowledged, sent, "messages acknowledged by the broker");
+    context.ok.load(Ordering::Relaxed)
+}
+
+/// Produces `payloads` to `topic` (spread over its partitions) and waits until the broker
+/// acknowledged every one; `extra` adds client properties (security). Returns how many.
+pub fn produce(
+    bootstrap: &str,
+    topic: &str,
+    payloads: impl IntoIterator<Item = Vec<u8>>,
+    extra: &[(&str, &str)],
+) -> usize {
+    let producer = producer(bootstrap, extra);
+    let mut sent = 0;
+    for payload in payloads {
+        send(&producer, topic, &payload);
+        sent += 1;
+    }
+    assert_eq!(
+        acknowledged(&producer),
+        sent,
+        "messages acknowledged by the broker"
+    );
     sent
 }
 

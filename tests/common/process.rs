@@ -21,6 +21,15 @@ pub fn forwarder(dir: &Path) -> Command {
     cmd
 }
 
+/// `run --config <config>` in `dir`, logging at `info`, its output read as it comes.
+pub fn run_forwarder(dir: &Path, config: &Path) -> Watched {
+    let mut cmd = forwarder(dir);
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info");
+    Watched::start(cmd)
+}
+
 pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(super::unique("algorithmia-datadog-cli"));
     std::fs::create_dir_all(&dir).unwrap();

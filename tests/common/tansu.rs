@@ -59,10 +59,18 @@ pub struct TansuBuilder {
     advertised_port: Option<u16>,
     sqlite: bool,
     users: Vec<User>,
+    topics: Vec<(String, i32)>,
     authentication: bool,
 }
 
 impl TansuBuilder {
+    /// Create this topic once the broker is up (before it requires authentication: its
+    /// command line cannot log in).
+    pub fn topic(mut self, name: &str, partitions: i32) -> Self {
+        self.topics.push((name.to_string(), partitions));
+        self
+    }
+
     /// Listen on this port (default: a free one).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
@@ -114,10 +122,18 @@ impl TansuBuilder {
             for user in &self.users {
                 broker.create_user(user);
             }
+            for (topic, partitions) in &self.topics {
+                broker.create_topic(topic, *partitions);
+            }
             broker.kill();
+            broker.authentication = self.authentication;
+            broker.spawn();
+        } else {
+            broker.spawn();
+            for (topic, partitions) in &self.topics {
+                broker.create_topic(topic, *partitions);
+            }
         }
-        broker.authentication = self.authentication;
-        broker.spawn();
         broker
     }
 }
@@ -146,6 +162,7 @@ impl Tansu {
             advertised_port: None,
             sqlite: false,
             users: Vec::new(),
+            topics: Vec::new(),
             authentication: false,
         }
     }
