@@ -166,7 +166,23 @@ impl SourceContext {
     pub fn kafka_error(&self, error: &KafkaError, reason: Option<&str>) {
         self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
         let (key, what) = describe_kafka_error(error, reason);
-        self.counters.health.kafka_problem(&what);
+        // `poll` hands back, without its text, what the error callback reported with it: while
+        // a problem is being reported, such a repeat is neither another line nor a newer cause.
+        let repeat = reason.is_none()
+            && self
+                .problems
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_active();
+        if repeat {
+            log::debug!("kafka ({}): {what}", self.topic);
+            return;
+        }
+        if cause(error, &what).is_some() {
+            self.counters.health.kafka_problem_with_cause(&what);
+        } else {
+            self.counters.health.kafka_problem(&what);
+        }
         self.log_problem(&key, &what);
     }
 
@@ -210,7 +226,8 @@ pub fn describe_kafka_error(error: &KafkaError, reason: Option<&str>) -> (String
         (None, None) => (error.to_string(), error.to_string()),
     };
     match cause(error, &what) {
-        Some(cause) => (key, format!("{cause}: {what}")),
+        // One cause, one line, whichever error codes it shows up under.
+        Some(cause) => (cause.to_string(), format!("{cause}: {what}")),
         None => (key, what),
     }
 }

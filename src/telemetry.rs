@@ -180,8 +180,9 @@ pub struct Health {
     pub brokers_up: std::sync::atomic::AtomicU32,
     /// Brokers known in the last statistics.
     pub brokers_known: std::sync::atomic::AtomicU32,
-    /// The last Kafka problem seen since the last progress (cleared when a message arrives).
-    kafka_problem: std::sync::Mutex<Option<String>>,
+    /// The last Kafka problem seen since the last progress (cleared when a message arrives),
+    /// and whether its cause is known.
+    kafka_problem: std::sync::Mutex<Option<(String, bool)>>,
     /// Whether `kafka_problem` holds something: lets the per-message `kafka_ok` skip the lock.
     kafka_problem_set: std::sync::atomic::AtomicBool,
     /// Since when, and why, datagram writes have been failing.
@@ -191,7 +192,21 @@ pub struct Health {
 impl Health {
     /// Records a Kafka error.
     pub fn kafka_problem(&self, what: &str) {
-        *self.kafka_problem.lock().unwrap_or_else(|p| p.into_inner()) = Some(what.to_string());
+        self.record_kafka_problem(what, false);
+    }
+
+    /// A Kafka problem whose cause is known (a refused login, an untrusted certificate): it
+    /// stays the one reported until Kafka works, over the consequences that follow it ("all
+    /// brokers are down").
+    pub fn kafka_problem_with_cause(&self, what: &str) {
+        self.record_kafka_problem(what, true);
+    }
+
+    fn record_kafka_problem(&self, what: &str, cause_known: bool) {
+        let mut problem = self.kafka_problem.lock().unwrap_or_else(|p| p.into_inner());
+        if cause_known || !problem.as_ref().is_some_and(|(_, known)| *known) {
+            *problem = Some((what.to_string(), cause_known));
+        }
         self.kafka_problem_set.store(true, Relaxed);
     }
 
@@ -208,7 +223,8 @@ impl Health {
         self.kafka_problem
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .as_ref()
+            .map(|(what, _)| what.clone())
     }
 
     /// A datagram write failed.
@@ -981,6 +997,20 @@ mod tests {
         let brokers = ["k1:9092".to_string()];
         let health = Health::default();
         assert_eq!(kafka_status(&health, &brokers, "t").0, Status::Unknown);
+        health.kafka_problem("BrokerTransportFailure: connection refused");
+        assert_eq!(
+            health.last_kafka_problem().as_deref(),
+            Some("BrokerTransportFailure: connection refused")
+        );
+        // A known cause outlasts the consequences reported after it, until Kafka works.
+        health.kafka_problem_with_cause("authentication failed: wrong password");
+        health.kafka_problem("AllBrokersDown: 1/1 brokers are down");
+        assert_eq!(
+            health.last_kafka_problem().as_deref(),
+            Some("authentication failed: wrong password")
+        );
+        health.kafka_ok();
+        assert_eq!(health.last_kafka_problem(), None);
         health.kafka_problem("BrokerTransportFailure: connection refused");
         let (status, message) = kafka_status(&health, &brokers, "t");
         assert_eq!(status, Status::Critical);

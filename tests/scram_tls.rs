@@ -230,6 +230,7 @@ fn check_config_never_prints_the_password() {
         String::from_utf8_lossy(&output.stderr),
     );
     assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(stdout.contains("sasl_username: u"), "{stdout}");
+    assert!(stdout.contains("username: u"), "{stdout}");
+    assert!(stdout.contains("password: '***'"), "{stdout}");
     assert!(!stdout.contains(PASSWORD) && !stderr.contains(PASSWORD));
 }
