@@ -154,7 +154,7 @@ struct Outage {
     since: Instant,
     /// When the outage was last logged.
     logged: Instant,
-    /// Datagrams sent since the destination accepted data again (the ones held back).
+    /// Datagrams of held data sent during the outage, once the destination took one again.
     resent: u64,
 }
 
@@ -320,8 +320,6 @@ impl DogStatsdSink {
                         });
                     }
                     Some(outage) => {
-                        // Whatever was resent before this failure is held again.
-                        outage.resent = 0;
                         if now.duration_since(outage.logged) >= OUTAGE_REMINDER {
                             outage.logged = now;
                             log::warn!(
@@ -457,8 +455,16 @@ mod tests {
         );
         assert!(!sink.is_empty());
         assert!(!sink.flush(), "second failure");
+        assert!(
+            sink.outage.is_some(),
+            "one outage, from the first failure on"
+        );
         assert!(sink.flush(), "the Agent is back");
         assert!(!sink.is_blocked() && sink.is_empty());
+        assert!(
+            sink.outage.is_none(),
+            "its end was logged with what was held"
+        );
         assert_eq!(
             *flaky.sent.lock().unwrap(),
             ["a:1|g\nb:2|g", "c:3|g\nd:4|g"]
@@ -466,6 +472,25 @@ mod tests {
         let snapshot = counters.snapshot();
         assert_eq!((snapshot.send_errors, snapshot.datagrams), (2, 2));
         assert!(counters.health.sink_failure().is_none(), "recovered");
+    }
+
+    #[test]
+    fn an_outage_lasts_until_everything_held_went_out() {
+        let flaky = Arc::new(Flaky {
+            failures: AtomicUsize::new(1),
+            sent: Default::default(),
+        });
+        let mut sink = DogStatsdSink::builder(Shared(flaky.clone()), 12).build();
+        for line in ["a:1|g", "b:2|g", "c:3|g", "d:4|g", "e:5|g"] {
+            sink.push_line(line);
+        }
+        let outage = sink.outage.as_ref().expect("the first write failed");
+        assert_eq!(outage.resent, 0);
+        let since = outage.since;
+        assert!(sink.flush());
+        assert_eq!(flaky.sent.lock().unwrap().len(), 3, "three datagrams held");
+        assert!(sink.outage.is_none());
+        assert!(since.elapsed() < OUTAGE_REMINDER);
     }
 
     #[test]
