@@ -166,15 +166,14 @@ impl SourceContext {
     pub fn kafka_error(&self, error: &KafkaError, reason: Option<&str>) {
         self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
         let (key, what) = describe_kafka_error(error, reason);
+        let reporting = self
+            .problems
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_active();
         // `poll` hands back, without its text, what the error callback reported with it: while
         // a problem is being reported, such a repeat is neither another line nor a newer cause.
-        let repeat = reason.is_none()
-            && self
-                .problems
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_active();
-        if repeat {
+        if reporting && reason.is_none() {
             log::debug!("kafka ({}): {what}", self.topic);
             return;
         }
@@ -182,6 +181,17 @@ impl SourceContext {
             self.counters.health.kafka_problem_with_cause(&what);
         } else {
             self.counters.health.kafka_problem(&what);
+        }
+        // Once an outage is reported, its other faces (every broker down, a connection refused
+        // again) go to the service check's message, not to more lines: one outage, one line.
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
+        let another_face = matches!(
+            error.rdkafka_error_code(),
+            Some(AllBrokersDown | BrokerTransportFailure)
+        );
+        if reporting && another_face {
+            log::debug!("kafka ({}): {what}", self.topic);
+            return;
         }
         self.log_problem(&key, &what);
     }
