@@ -170,6 +170,12 @@ impl MetricMapper {
 
     /// The mapper an instance's configuration describes.
     pub fn for_instance(prefix: &str, instance: &Instance) -> MetricMapper {
+        MetricMapper::builder_for_instance(prefix, instance).build()
+    }
+
+    /// A builder set up as the instance's configuration describes, for what a file cannot say
+    /// (a fixed clock in tests and fuzz targets).
+    pub fn builder_for_instance(prefix: &str, instance: &Instance) -> MetricMapperBuilder {
         MetricMapper::builder(prefix)
             .operational_fields(instance.operational_fields.iter().cloned())
             .tag_fields(instance.tag_fields.iter().cloned())
@@ -180,7 +186,6 @@ impl MetricMapper {
             .exclude(instance.exclude_metrics.iter().cloned())
             .distributions(instance.distribution_metrics.iter().cloned())
             .send_timestamps(instance.send_timestamps, instance.timestamp_field.clone())
-            .build()
     }
 
     /// Writes one DogStatsD line per point of `message`, in field order, through `emit`: what
