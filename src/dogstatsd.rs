@@ -197,27 +197,38 @@ pub fn push_metric_name(out: &mut String, prefix: &str, field: &str) {
 
 /// Appends a tag value cleaned to Datadog's tag rules: letters, digits and `_ - : . /` are kept,
 /// anything else (in particular `,`, `|`, `#` and line breaks) becomes `_`; at most `budget`
-/// bytes, cut on a character boundary.
+/// bytes, cut on a character boundary; and no `:` at the end, since a tag must not end with one
+/// (the value may then be empty, and the caller leaves the tag out).
+///
+/// ```
+/// use algorithmia_datadog::dogstatsd::push_tag_value;
+///
+/// let mut tag = String::from("algorithm_owner:");
+/// push_tag_value(&mut tag, "team a|b:", 200);
+/// assert_eq!(tag, "algorithm_owner:team_a_b");
+/// ```
 pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
+    let start = out.len();
     let clean = value.len() <= budget && value.bytes().all(is_plain_tag_byte);
     if clean {
         out.push_str(value);
-        return;
-    }
-    // The budget counts bytes, not characters: a tag of 200 multi-byte letters would otherwise
-    // make lines, and datagrams, far longer than the Agent expects.
-    let start = out.len();
-    for c in value.chars() {
-        let c = if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
-            c
-        } else {
-            '_'
-        };
-        if out.len() - start + c.len_utf8() > budget {
-            break;
+    } else {
+        // The budget counts bytes, not characters: a tag of 200 multi-byte letters would
+        // otherwise make lines, and datagrams, far longer than the Agent expects.
+        for c in value.chars() {
+            let c = if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
+                c
+            } else {
+                '_'
+            };
+            if out.len() - start + c.len_utf8() > budget {
+                break;
+            }
+            out.push(c);
         }
-        out.push(c);
     }
+    let kept = out[start..].trim_end_matches(':').len();
+    out.truncate(start + kept);
 }
 
 fn is_plain_tag_byte(b: u8) -> bool {
