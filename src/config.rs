@@ -889,8 +889,11 @@ fn expand_env(
     match value {
         Value::String(s) => {
             if s.contains('$') {
-                *s = expand_string(s, env)
-                    .map_err(|reason| ConfigError::new(origin, path, reason))?;
+                *s = expand_string(s, env).map_err(|reason| {
+                    // A document that is a lone string has no key: say where it is all the same.
+                    let key = if path.is_empty() { "(top level)" } else { path };
+                    ConfigError::new(origin, key, reason)
+                })?;
             }
         }
         Value::Sequence(items) => {
@@ -900,10 +903,11 @@ fn expand_env(
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
-                let name = k
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("{k:?}"));
+                let name = match k.as_str() {
+                    Some("") => "\"\"".to_string(),
+                    Some(name) => name.to_string(),
+                    None => format!("{k:?}"),
+                };
                 let child = if path.is_empty() {
                     name
                 } else {

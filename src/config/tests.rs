@@ -245,6 +245,16 @@ fn an_unset_variable_is_rejected_naming_the_key_and_the_variable() {
 }
 
 #[test]
+fn a_bad_reference_outside_any_key_still_names_a_place() {
+    // Found by the config fuzz target: the document `${` gave the error "file: : reason".
+    let e = rejected("${");
+    assert_eq!(e.key, "(top level)");
+    assert!(e.reason.contains("closing"), "{e}");
+    let e = rejected("\"\": ${NOPE}\n");
+    assert_eq!(e.key, "\"\"");
+}
+
+#[test]
 fn sasl_requires_a_mechanism_and_credentials() {
     let base =
         "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n";
