@@ -662,12 +662,17 @@ pub fn config(data: &[u8]) {
     };
     let guarded = match serde_yaml::from_str::<serde_yaml::Value>(text) {
         Ok(value) => canary_only_in_secrets(&value, &[]),
-        // A syntax error quotes no value: it must not show the canary, wherever it stands.
+        // A syntax error quotes no value, only the key of a duplicate entry (a key is never a
+        // secret): apart from that key, it must not show the canary, wherever it stands.
         Err(_) => true,
     };
     let no_canary = |what: &str, shown: &str| {
+        let shown_values = match shown.split_once("duplicate entry with key ") {
+            Some((before, _key_and_position)) => before,
+            None => shown,
+        };
         assert!(
-            !guarded || !shown.contains(CANARY),
+            !guarded || !shown_values.contains(CANARY),
             "{what} shows a secret: {shown}"
         );
     };
