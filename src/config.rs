@@ -721,7 +721,14 @@ fn validate_instance(
         }
     }
     for (i, field) in raw.tag_fields.iter().enumerate() {
-        check_tag(field).map_err(|r| err(&format!("tag_fields[{i}]"), r))?;
+        let key = check_tag(field).map_err(|r| err(&format!("tag_fields[{i}]"), r))?;
+        if key.contains(':') {
+            // The field's name is the tag's key, and a tag's key ends at its first `:`.
+            return Err(err(
+                &format!("tag_fields[{i}]"),
+                format!("`{key}` contains `:`, which would end the tag's key"),
+            ));
+        }
     }
     for (name, list) in [
         ("include_metrics", &raw.include_metrics),

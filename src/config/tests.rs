@@ -392,6 +392,16 @@ fn tags_that_could_break_a_datagram_are_rejected() {
 }
 
 #[test]
+fn a_tag_field_cannot_hold_the_key_value_separator() {
+    // Found by the config fuzz target: tag_fields: ["a:b"] wrote tags whose key was `a`.
+    let e = rejected(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tag_fields: [x, \"a:b\"]\n",
+    );
+    assert_eq!(e.key, "instances[0].tag_fields[1]");
+    assert!(e.reason.contains("`:`"), "{e}");
+}
+
+#[test]
 fn an_invalid_metric_prefix_is_rejected() {
     for prefix in ["\"1abc\"", "\"a-b\"", "\"a.\"", "\"\""] {
         let e = rejected(&format!(
