@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dogstatsd::{longest_line, MAX_NAME_CHARS};
+
 /// Where the configuration file lives unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "conf.d/algorithmia.yaml";
 
@@ -594,7 +596,7 @@ impl Config {
             .instances
             .into_iter()
             .enumerate()
-            .map(|(index, inst)| validate_instance(index, inst, &global_tags, origin))
+            .map(|(index, inst)| validate_instance(index, inst, &global_tags, &dogstatsd, origin))
             .collect::<Result<Vec<_>, _>>()?;
 
         Ok(Config {
@@ -630,6 +632,7 @@ fn validate_instance(
     index: usize,
     raw: RawInstance,
     global_tags: &[String],
+    destination: &Destination,
     origin: &str,
 ) -> Result<Instance, ConfigError> {
     let key = |name: &str| format!("instances[{index}].{name}");
@@ -766,6 +769,7 @@ fn validate_instance(
         tags.push(check_tag(tag).map_err(|r| err(&format!("tags[{i}]"), r))?);
     }
     tags.extend(global_tags.iter().cloned());
+    check_longest_line(&raw.tag_fields, &tags, destination).map_err(|(name, r)| err(name, r))?;
 
     let mut kafka_options = KafkaOptions::default();
     for (name, value) in raw.kafka_options {
@@ -860,6 +864,41 @@ fn check_metric_prefix(prefix: &str) -> Result<(), String> {
         return Err("must be at most 100 characters, to leave room for the field name".into());
     }
     Ok(())
+}
+
+/// Refuses tag settings with which one point could make a line longer than the destination's
+/// datagrams: the Agent would get it cut (over a Unix socket, or past its 8 KiB buffer) or
+/// fragmented. Every tag field counts as a tag of [`MAX_NAME_CHARS`] bytes, the most the mapping
+/// rules write. On error: the key to blame and the reason.
+fn check_longest_line(
+    tag_fields: &[String],
+    tags: &[String],
+    destination: &Destination,
+) -> Result<(), (&'static str, String)> {
+    // Each tag with the `,` before it, less the first one's.
+    let static_bytes = tags.iter().map(|t| t.len() + 1).sum::<usize>();
+    let all_bytes = (tag_fields.len() * (MAX_NAME_CHARS + 1) + static_bytes).saturating_sub(1);
+    let static_bytes = static_bytes.saturating_sub(1);
+    let limit = destination.max_datagram_bytes();
+    let longest = longest_line(all_bytes);
+    if longest <= limit {
+        return Ok(());
+    }
+    let key = if longest_line(static_bytes) > limit {
+        "tags"
+    } else {
+        "tag_fields"
+    };
+    Err((
+        key,
+        format!(
+            "with {} tag fields (up to {MAX_NAME_CHARS} bytes each) and {static_bytes} bytes of \
+             static tags (init_config.tags and DD_ENV, DD_SERVICE, DD_VERSION included), a line \
+             can reach {longest} bytes, more than the {limit}-byte datagrams of {destination}: \
+             use fewer tag fields or shorter tags, or a unix:// socket (8192-byte datagrams)",
+            tag_fields.len()
+        ),
+    ))
 }
 
 /// A static tag as written by a user: trimmed, and refused if it could break a datagram.

@@ -16,6 +16,25 @@
 
 /// Datadog's limit on metric names and on tags.
 pub const MAX_NAME_CHARS: usize = 200;
+/// The longest value [`Value::write`] writes (`-2.2250738585072014e-308`).
+pub const MAX_VALUE_CHARS: usize = 24;
+/// The longest `|T` field (`|T-9223372036854775808`).
+const MAX_TIMESTAMP_FIELD: usize = 22;
+
+/// The longest line [`push_line`] can write for one value whose tags, joined with `,`, take at
+/// most `tags` bytes: a name of [`MAX_NAME_CHARS`], the longest value, the type, the tags and a
+/// timestamp. (A distribution line of several values is packed to its datagram by the caller.)
+///
+/// ```
+/// use algorithmia_datadog::dogstatsd::longest_line;
+///
+/// assert_eq!(longest_line(0), 249);
+/// assert_eq!(longest_line(602), 853); // three 200-byte tags
+/// ```
+pub fn longest_line(tags: usize) -> usize {
+    let tags_field = if tags == 0 { 0 } else { "|#".len() + tags };
+    MAX_NAME_CHARS + ":".len() + MAX_VALUE_CHARS + "|g".len() + tags_field + MAX_TIMESTAMP_FIELD
+}
 /// A metric value, kept as the integer or float it was so that it prints exactly.
 ///
 /// ```

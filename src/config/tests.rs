@@ -392,6 +392,51 @@ fn tags_that_could_break_a_datagram_are_rejected() {
 }
 
 #[test]
+fn tags_that_could_make_a_line_longer_than_a_datagram_are_rejected() {
+    // Found by the config fuzz target: five tag fields and a 200-character tag made 1452-byte
+    // lines for 1432-byte UDP datagrams.
+    let seven = "tag_fields: [algorithm_name, algorithm_version, algorithm_owner, a, b, c, d]";
+    let yaml = |url: &str| {
+        format!(
+            "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: a:1\n    \
+             kafka_topic: t\n    {seven}\n"
+        )
+    };
+    let e = rejected(&yaml("udp://127.0.0.1:8125"));
+    assert_eq!(e.key, "instances[0].tag_fields");
+    assert!(
+        e.reason
+            .contains("1432-byte datagrams of udp://127.0.0.1:8125"),
+        "{e}"
+    );
+    assert!(e.reason.contains("unix://"), "{e}");
+    load(&yaml("unix:///var/run/datadog/dsd.socket")).expect("8192-byte datagrams fit them");
+
+    let long_tags: Vec<String> = (0..7)
+        .map(|i| format!("\"t{i}:{}\"", "x".repeat(190)))
+        .collect();
+    let e = rejected(&format!(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tags: [{}]\n",
+        long_tags.join(", ")
+    ));
+    assert_eq!(e.key, "instances[0].tags", "static tags alone are too long");
+
+    // The defaults leave room for the usual static tags over UDP.
+    let c = load_with(
+        "init_config:\n  tags: [\"team:ml-platform\"]\ninstances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tag_fields: [algorithm_name, algorithm_version, algorithm_owner, region]\n",
+        &[("DD_ENV", "prod"), ("DD_SERVICE", "insights"), ("DD_VERSION", "2.1.0")],
+    )
+    .unwrap();
+    let tags = c.instances[0]
+        .tags
+        .iter()
+        .map(|t| t.len() + 1)
+        .sum::<usize>()
+        - 1;
+    assert!(crate::dogstatsd::longest_line(4 * 201 + tags) <= 1432);
+}
+
+#[test]
 fn a_tag_field_cannot_hold_the_key_value_separator() {
     // Found by the config fuzz target: tag_fields: ["a:b"] wrote tags whose key was `a`.
     let e = rejected(
