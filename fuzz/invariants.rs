@@ -704,9 +704,12 @@ pub fn config(data: &[u8]) {
     }
 }
 
-/// Maps a message with the longest values the rules let through (every tag field at its longest
-/// value, a field name cut at 200 characters, the longest number) and checks its lines and their
-/// aggregated forms against `limit`.
+/// The longest number the forwarder writes.
+const LONGEST_NUMBER: f64 = -2.225_073_858_507_201_4e-308;
+
+/// Maps the messages with the longest values the rules let through (every tag field at its
+/// longest string, then at the longest numbers; a field name cut at 200 characters; the longest
+/// number) and checks their lines, one per point and aggregated, against `limit`.
 fn check_longest_lines(config: &Config, instance: &Instance, limit: usize) {
     let expected = Expected::of(config, instance);
     let mut mapper = MetricMapper::builder_for_instance(&config.metric_prefix, instance)
@@ -715,52 +718,55 @@ fn check_longest_lines(config: &Config, instance: &Instance, limit: usize) {
         .fixed_clock(CLOCK)
         .build();
     let long = "x".repeat(4 * MAX_CHARS);
-    let mut fields: Vec<Field<'_>> = instance
-        .tag_fields
-        .iter()
-        .map(|key| Field {
-            name: key.as_str().into(),
-            value: FieldValue::Str(long.as_str().into()),
-        })
-        .collect();
-    if !instance.tag_fields.contains(&instance.timestamp_field) {
-        fields.push(Field {
-            name: instance.timestamp_field.as_str().into(),
-            value: FieldValue::UInt(CLOCK as u64),
-        });
-    }
-    for (name, value) in [
-        (
-            format!("m{long}"),
-            FieldValue::Float(-2.225_073_858_507_201_4e-308),
-        ),
-        ("n".into(), FieldValue::Int(i64::MIN)),
+    for tag_value in [
+        FieldValue::Str(long.as_str().into()),
+        FieldValue::Float(LONGEST_NUMBER),
+        FieldValue::Int(i64::MIN),
     ] {
-        fields.push(Field {
-            name: name.into(),
-            value,
+        let mut fields: Vec<Field<'_>> = instance
+            .tag_fields
+            .iter()
+            .map(|key| Field {
+                name: key.as_str().into(),
+                value: tag_value.clone(),
+            })
+            .collect();
+        if !instance.tag_fields.contains(&instance.timestamp_field) {
+            fields.push(Field {
+                name: instance.timestamp_field.as_str().into(),
+                value: FieldValue::UInt(CLOCK as u64),
+            });
+        }
+        for (name, value) in [
+            (format!("m{long}"), FieldValue::Float(LONGEST_NUMBER)),
+            ("n".into(), FieldValue::Int(i64::MIN)),
+        ] {
+            fields.push(Field {
+                name: name.into(),
+                value,
+            });
+        }
+        let message = InsightsMessage { fields };
+        let counters = Counters::default();
+        let _ = mapper.map_message(&message, &counters, |line| {
+            expected.check(line);
+            assert!(
+                line.len() <= limit,
+                "a {}-byte line for {}-byte datagrams: {line:?}",
+                line.len(),
+                limit
+            );
+            Ok::<_, ()>(())
+        });
+        let mut window = Window::new(instance.max_contexts);
+        for _ in 0..3 {
+            mapper.map_points(&message, &counters, &mut window);
+        }
+        window.drain(limit, |line, _, _| {
+            expected.check(line);
+            assert!(line.len() <= limit, "a {}-byte aggregated line", line.len());
         });
     }
-    let message = InsightsMessage { fields };
-    let counters = Counters::default();
-    let _ = mapper.map_message(&message, &counters, |line| {
-        expected.check(line);
-        assert!(
-            line.len() <= limit,
-            "a {}-byte line for {}-byte datagrams: {line:?}",
-            line.len(),
-            limit
-        );
-        Ok::<_, ()>(())
-    });
-    let mut window = Window::new(instance.max_contexts);
-    for _ in 0..3 {
-        mapper.map_points(&message, &counters, &mut window);
-    }
-    window.drain(limit, |line, _, _| {
-        expected.check(line);
-        assert!(line.len() <= limit, "a {}-byte aggregated line", line.len());
-    });
 }
 
 // ---- pack ----------------------------------------------------------------------------------------
