@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dogstatsd::{longest_line, MAX_NAME_CHARS};
+use crate::dogstatsd::{longest_line, MAX_NAME_CHARS, MAX_VALUE_CHARS};
 
 /// Where the configuration file lives unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "conf.d/algorithmia.yaml";
@@ -36,6 +36,10 @@ pub const DEFAULT_MAX_CONTEXTS: usize = 100_000;
 
 /// The destination used when neither the file nor the environment names one.
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
+
+/// The longest tag field name: with `:` and the longest number, its tag still holds at most
+/// [`MAX_NAME_CHARS`] bytes.
+const MAX_TAG_FIELD_NAME: usize = MAX_NAME_CHARS - 1 - MAX_VALUE_CHARS;
 
 /// librdkafka properties the forwarder relies on for its delivery guarantee; `kafka_options` may
 /// not change them.
@@ -730,6 +734,16 @@ fn validate_instance(
             return Err(err(
                 &format!("tag_fields[{i}]"),
                 format!("`{key}` contains `:`, which would end the tag's key"),
+            ));
+        }
+        if key.len() > MAX_TAG_FIELD_NAME {
+            return Err(err(
+                &format!("tag_fields[{i}]"),
+                format!(
+                    "`{key}` is {} bytes long: a tag holds {MAX_NAME_CHARS} at most, so a name \
+                     over {MAX_TAG_FIELD_NAME} bytes leaves no room for a number",
+                    key.len()
+                ),
             ));
         }
     }

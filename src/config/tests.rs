@@ -447,6 +447,21 @@ fn a_tag_field_cannot_hold_the_key_value_separator() {
 }
 
 #[test]
+fn a_tag_field_name_must_leave_room_for_a_number() {
+    // Found with the config fuzz target: a 190-byte name and an integer value made a 211-byte tag.
+    let yaml = |len: usize| {
+        format!(
+            "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tag_fields: [{}]\n",
+            "k".repeat(len)
+        )
+    };
+    load(&yaml(175)).expect("175 bytes, `:` and 24 digits make 200");
+    let e = rejected(&yaml(176));
+    assert_eq!(e.key, "instances[0].tag_fields[0]");
+    assert!(e.reason.contains("176 bytes long"), "{e}");
+}
+
+#[test]
 fn an_invalid_metric_prefix_is_rejected() {
     for prefix in ["\"1abc\"", "\"a-b\"", "\"a.\"", "\"\""] {
         let e = rejected(&format!(

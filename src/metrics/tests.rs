@@ -282,6 +282,27 @@ fn a_tag_never_ends_with_a_colon() {
 }
 
 #[test]
+fn a_number_that_does_not_fit_its_tag_is_left_out_never_cut() {
+    let key = "k".repeat(185); // leaves 14 bytes for the value
+    let mut m = MetricMapper::builder("algorithmia")
+        .tag_fields([key.as_str(), "algorithm_name"])
+        .build();
+    for value in [
+        "-9223372036854775808",
+        "0.30000000000000004",
+        "12345678901234.5",
+    ] {
+        let (out, _) = lines_with(
+            &mut m,
+            &format!(r#"{{"x":1,"{key}":{value},"algorithm_name":"m"}}"#),
+        );
+        assert_eq!(out[0], "algorithmia.x:1|g|#algorithm_name:m", "{value}");
+    }
+    let (out, _) = lines_with(&mut m, &format!(r#"{{"x":1,"{key}":1234567890123}}"#));
+    assert_eq!(out[0], format!("algorithmia.x:1|g|#{key}:1234567890123"));
+}
+
+#[test]
 fn tag_values_keep_unicode_letters_and_are_cut_at_200_characters() {
     assert_eq!(
         lines(r#"{"x":1,"algorithm_owner":"Zoë Ñ"}"#),
