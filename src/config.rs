@@ -493,8 +493,7 @@ impl Config {
                 p => p,
             };
             // serde quotes the offending value: never for a secret.
-            let last = key.rsplit('.').next().unwrap_or_default();
-            let reason = if last == "sasl_password" || is_secret_property(&key) {
+            let reason = if is_secret_path(&key) {
                 "must be a string (the value is not shown: it is a secret)".to_string()
             } else {
                 e.inner().to_string()
@@ -949,10 +948,17 @@ fn expand_env(
     match value {
         Value::String(s) => {
             if s.contains('$') {
-                *s = expand_string(s, env).map_err(|reason| {
+                *s = expand_string(s, env).map_err(|problem| {
                     // A document that is a lone string has no key: say where it is all the same.
                     let key = if path.is_empty() { "(top level)" } else { path };
-                    ConfigError::new(origin, key, reason)
+                    // A secret's text is never quoted, unless it is nothing but `${VAR}`: then
+                    // the name is no part of the secret, and the one thing worth saying.
+                    let lone_reference = s
+                        .strip_prefix("${")
+                        .and_then(|rest| rest.strip_suffix('}'))
+                        .is_some_and(|name| !name.contains(['{', '}', '$']));
+                    let quote = lone_reference || !is_secret_path(path);
+                    ConfigError::new(origin, key, problem.reason(quote))
                 })?;
             }
         }
@@ -982,7 +988,37 @@ fn expand_env(
     Ok(())
 }
 
-fn expand_string(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
+/// Why a string's `${VAR}` references cannot be expanded.
+enum Unexpandable {
+    /// `${` and no `}`.
+    Unclosed,
+    /// `${...}` around something that is not a variable name.
+    Invalid(String),
+    /// A variable that is not set.
+    Unset(String),
+}
+
+impl Unexpandable {
+    /// Why, quoting the reference only if `quote` (never from a secret's text).
+    fn reason(&self, quote: bool) -> String {
+        const NOT_SHOWN: &str = "(not shown: the value is a secret; write `$$` for a literal `$`)";
+        match (self, quote) {
+            (Unexpandable::Unclosed, _) => "`${` without a closing `}`".to_string(),
+            (Unexpandable::Invalid(name), true) => {
+                format!("`${{{name}}}` is not a valid variable reference")
+            }
+            (Unexpandable::Unset(name), true) => format!("environment variable {name} is not set"),
+            (Unexpandable::Invalid(_), false) => {
+                format!("holds a `${{...}}` that is not a valid variable reference {NOT_SHOWN}")
+            }
+            (Unexpandable::Unset(_), false) => {
+                format!("names an environment variable that is not set {NOT_SHOWN}")
+            }
+        }
+    }
+}
+
+fn expand_string(s: &str, env: EnvLookup<'_>) -> Result<String, Unexpandable> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -992,15 +1028,12 @@ fn expand_string(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
             out.push('$');
             rest = tail;
         } else if let Some(tail) = after.strip_prefix('{') {
-            let end = tail
-                .find('}')
-                .ok_or_else(|| "`${` without a closing `}`".to_string())?;
+            let end = tail.find('}').ok_or(Unexpandable::Unclosed)?;
             let name = &tail[..end];
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("`${{{name}}}` is not a valid variable reference"));
+                return Err(Unexpandable::Invalid(name.to_string()));
             }
-            let value =
-                env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value = env(name).ok_or_else(|| Unexpandable::Unset(name.to_string()))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -1057,6 +1090,12 @@ impl Serialize for KafkaOptions {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.redacted())
     }
+}
+
+/// Whether the setting at `path` (`instances[0].sasl_password`, `instances[0].kafka_options.
+/// sasl.password`) holds a secret, which no error may quote.
+fn is_secret_path(path: &str) -> bool {
+    path.rsplit('.').next() == Some("sasl_password") || is_secret_property(path)
 }
 
 /// Whether a librdkafka property holds a secret that must never be printed.

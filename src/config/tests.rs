@@ -245,6 +245,34 @@ fn an_unset_variable_is_rejected_naming_the_key_and_the_variable() {
 }
 
 #[test]
+fn a_secret_that_cannot_be_expanded_is_not_quoted() {
+    // Found by the config fuzz target: the error quoted `${...}` from inside a password.
+    let sasl = "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n    sasl_mechanism: PLAIN\n    sasl_username: u\n";
+    for (setting, key) in [
+        (
+            "sasl_password: \"hunter${2-xyzzy}\"",
+            "instances[0].sasl_password",
+        ),
+        (
+            "sasl_password: \"hunter${twoxyzzy}\"",
+            "instances[0].sasl_password",
+        ),
+        (
+            "kafka_options: {ssl.key.password: \"p${xyzzy}\"}",
+            "instances[0].kafka_options.ssl.key.password",
+        ),
+    ] {
+        let e = rejected(&format!("{sasl}    {setting}\n"));
+        assert_eq!(e.key, key);
+        assert!(!e.to_string().contains("xyzzy"), "{e}");
+        assert!(e.reason.contains("not shown"), "{e}");
+    }
+    // A password given as nothing but a reference names its variable: that is no secret.
+    let e = rejected(&format!("{sasl}    sasl_password: ${{KAFKA_PASSWORD}}\n"));
+    assert_eq!(e.reason, "environment variable KAFKA_PASSWORD is not set");
+}
+
+#[test]
 fn a_bad_reference_outside_any_key_still_names_a_place() {
     // Found by the config fuzz target: the document `${` gave the error "file: : reason".
     let e = rejected("${");
