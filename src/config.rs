@@ -488,10 +488,7 @@ impl Config {
         }
         expand_env(&mut value, "", origin, env)?;
         let raw: RawFile = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = match e.path().to_string() {
-                p if p == "." => "(top level)".to_string(),
-                p => p,
-            };
+            let key = named_place(&e.path().to_string()).to_string();
             // serde quotes the offending value: never for a secret.
             let reason = if is_secret_path(&key) {
                 "must be a string (the value is not shown: it is a secret)".to_string()
@@ -937,6 +934,16 @@ fn check_tag(tag: &str) -> Result<String, String> {
     Ok(tag.to_string())
 }
 
+/// The key an error names for `path`: the top level of the document (a lone string, or a key
+/// that is an empty string or no string) has none of its own, but is a place all the same.
+fn named_place(path: &str) -> &str {
+    if path.is_empty() || path == "." {
+        "(top level)"
+    } else {
+        path
+    }
+}
+
 /// Replaces `${VAR}` in every string of the document; `$$` stands for a literal `$`.
 fn expand_env(
     value: &mut serde_yaml::Value,
@@ -949,8 +956,7 @@ fn expand_env(
         Value::String(s) => {
             if s.contains('$') {
                 *s = expand_string(s, env).map_err(|problem| {
-                    // A document that is a lone string has no key: say where it is all the same.
-                    let key = if path.is_empty() { "(top level)" } else { path };
+                    let key = named_place(path);
                     // A secret's text is never quoted, unless it is nothing but `${VAR}`: then
                     // the name is no part of the secret, and the one thing worth saying.
                     let lone_reference = s

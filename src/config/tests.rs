@@ -280,6 +280,10 @@ fn a_bad_reference_outside_any_key_still_names_a_place() {
     assert!(e.reason.contains("closing"), "{e}");
     let e = rejected("\"\": ${NOPE}\n");
     assert_eq!(e.key, "\"\"");
+    // Nor when a key that is no string is unknown (the config fuzz target again: `? !!t`).
+    let e = rejected("? !!t\n");
+    assert_eq!(e.key, "(top level)");
+    assert!(e.reason.contains("unknown field"), "{e}");
 }
 
 #[test]
