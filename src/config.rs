@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dogstatsd::{longest_line, MAX_NAME_CHARS, MAX_VALUE_CHARS};
+
 /// Where the configuration file lives unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "conf.d/algorithmia.yaml";
 
@@ -39,6 +41,10 @@ pub const COMMIT_INTERVALS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
 /// The destination used when neither the file nor the environment names one.
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
+
+/// The longest tag field name: with `:` and the longest number, its tag still holds at most
+/// [`MAX_NAME_CHARS`] bytes.
+const MAX_TAG_FIELD_NAME: usize = MAX_NAME_CHARS - 1 - MAX_VALUE_CHARS;
 
 /// librdkafka properties the forwarder relies on for its delivery guarantee; `kafka_options` may
 /// not change them.
@@ -494,13 +500,9 @@ impl Config {
         }
         expand_env(&mut value, "", origin, env)?;
         let raw: RawFile = serde_path_to_error::deserialize(value).map_err(|e| {
-            let key = match e.path().to_string() {
-                p if p == "." => "(top level)".to_string(),
-                p => p,
-            };
+            let key = named_place(&e.path().to_string()).to_string();
             // serde quotes the offending value: never for a secret.
-            let last = key.rsplit('.').next().unwrap_or_default();
-            let reason = if last == "sasl_password" || is_secret_property(&key) {
+            let reason = if is_secret_path(&key) {
                 "must be a string (the value is not shown: it is a secret)".to_string()
             } else {
                 e.inner().to_string()
@@ -607,7 +609,7 @@ impl Config {
             .instances
             .into_iter()
             .enumerate()
-            .map(|(index, inst)| validate_instance(index, inst, &global_tags, origin))
+            .map(|(index, inst)| validate_instance(index, inst, &global_tags, &dogstatsd, origin))
             .collect::<Result<Vec<_>, _>>()?;
 
         Ok(Config {
@@ -643,6 +645,7 @@ fn validate_instance(
     index: usize,
     raw: RawInstance,
     global_tags: &[String],
+    destination: &Destination,
     origin: &str,
 ) -> Result<Instance, ConfigError> {
     let key = |name: &str| format!("instances[{index}].{name}");
@@ -734,7 +737,24 @@ fn validate_instance(
         }
     }
     for (i, field) in raw.tag_fields.iter().enumerate() {
-        check_tag(field).map_err(|r| err(&format!("tag_fields[{i}]"), r))?;
+        let key = check_tag(field).map_err(|r| err(&format!("tag_fields[{i}]"), r))?;
+        if key.contains(':') {
+            // The field's name is the tag's key, and a tag's key ends at its first `:`.
+            return Err(err(
+                &format!("tag_fields[{i}]"),
+                format!("`{key}` contains `:`, which would end the tag's key"),
+            ));
+        }
+        if key.len() > MAX_TAG_FIELD_NAME {
+            return Err(err(
+                &format!("tag_fields[{i}]"),
+                format!(
+                    "`{key}` is {} bytes long: a tag holds {MAX_NAME_CHARS} at most, so a name \
+                     over {MAX_TAG_FIELD_NAME} bytes leaves no room for a number",
+                    key.len()
+                ),
+            ));
+        }
     }
     for (name, list) in [
         ("include_metrics", &raw.include_metrics),
@@ -783,6 +803,7 @@ fn validate_instance(
         tags.push(check_tag(tag).map_err(|r| err(&format!("tags[{i}]"), r))?);
     }
     tags.extend(global_tags.iter().cloned());
+    check_longest_line(&raw.tag_fields, &tags, destination).map_err(|(name, r)| err(name, r))?;
 
     let mut kafka_options = KafkaOptions::default();
     for (name, value) in raw.kafka_options {
@@ -880,6 +901,41 @@ fn check_metric_prefix(prefix: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses tag settings with which one point could make a line longer than the destination's
+/// datagrams: the Agent would get it cut (over a Unix socket, or past its 8 KiB buffer) or
+/// fragmented. Every tag field counts as a tag of [`MAX_NAME_CHARS`] bytes, the most the mapping
+/// rules write. On error: the key to blame and the reason.
+fn check_longest_line(
+    tag_fields: &[String],
+    tags: &[String],
+    destination: &Destination,
+) -> Result<(), (&'static str, String)> {
+    // Each tag with the `,` before it, less the first one's.
+    let static_bytes = tags.iter().map(|t| t.len() + 1).sum::<usize>();
+    let all_bytes = (tag_fields.len() * (MAX_NAME_CHARS + 1) + static_bytes).saturating_sub(1);
+    let static_bytes = static_bytes.saturating_sub(1);
+    let limit = destination.max_datagram_bytes();
+    let longest = longest_line(all_bytes);
+    if longest <= limit {
+        return Ok(());
+    }
+    let key = if longest_line(static_bytes) > limit {
+        "tags"
+    } else {
+        "tag_fields"
+    };
+    Err((
+        key,
+        format!(
+            "with {} tag fields (up to {MAX_NAME_CHARS} bytes each) and {static_bytes} bytes of \
+             static tags (init_config.tags and DD_ENV, DD_SERVICE, DD_VERSION included), a line \
+             can reach {longest} bytes, more than the {limit}-byte datagrams of {destination}: \
+             use fewer tag fields or shorter tags, or a unix:// socket (8192-byte datagrams)",
+            tag_fields.len()
+        ),
+    ))
+}
+
 /// A static tag as written by a user: trimmed, and refused if it could break a datagram.
 fn check_tag(tag: &str) -> Result<String, String> {
     let tag = tag.trim();
@@ -903,6 +959,16 @@ fn check_tag(tag: &str) -> Result<String, String> {
     Ok(tag.to_string())
 }
 
+/// The key an error names for `path`: the top level of the document (a lone string, or a key
+/// that is an empty string or no string) has none of its own, but is a place all the same.
+fn named_place(path: &str) -> &str {
+    if path.is_empty() || path == "." {
+        "(top level)"
+    } else {
+        path
+    }
+}
+
 /// Replaces `${VAR}` in every string of the document; `$$` stands for a literal `$`.
 fn expand_env(
     value: &mut serde_yaml::Value,
@@ -914,8 +980,17 @@ fn expand_env(
     match value {
         Value::String(s) => {
             if s.contains('$') {
-                *s = expand_string(s, env)
-                    .map_err(|reason| ConfigError::new(origin, path, reason))?;
+                *s = expand_string(s, env).map_err(|problem| {
+                    let key = named_place(path);
+                    // A secret's text is never quoted, unless it is nothing but `${VAR}`: then
+                    // the name is no part of the secret, and the one thing worth saying.
+                    let lone_reference = s
+                        .strip_prefix("${")
+                        .and_then(|rest| rest.strip_suffix('}'))
+                        .is_some_and(|name| !name.contains(['{', '}', '$']));
+                    let quote = lone_reference || !is_secret_path(path);
+                    ConfigError::new(origin, key, problem.reason(quote))
+                })?;
             }
         }
         Value::Sequence(items) => {
@@ -925,10 +1000,11 @@ fn expand_env(
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
-                let name = k
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("{k:?}"));
+                let name = match k.as_str() {
+                    Some("") => "\"\"".to_string(),
+                    Some(name) => name.to_string(),
+                    None => format!("{k:?}"),
+                };
                 let child = if path.is_empty() {
                     name
                 } else {
@@ -943,7 +1019,37 @@ fn expand_env(
     Ok(())
 }
 
-fn expand_string(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
+/// Why a string's `${VAR}` references cannot be expanded.
+enum Unexpandable {
+    /// `${` and no `}`.
+    Unclosed,
+    /// `${...}` around something that is not a variable name.
+    Invalid(String),
+    /// A variable that is not set.
+    Unset(String),
+}
+
+impl Unexpandable {
+    /// Why, quoting the reference only if `quote` (never from a secret's text).
+    fn reason(&self, quote: bool) -> String {
+        const NOT_SHOWN: &str = "(not shown: the value is a secret; write `$$` for a literal `$`)";
+        match (self, quote) {
+            (Unexpandable::Unclosed, _) => "`${` without a closing `}`".to_string(),
+            (Unexpandable::Invalid(name), true) => {
+                format!("`${{{name}}}` is not a valid variable reference")
+            }
+            (Unexpandable::Unset(name), true) => format!("environment variable {name} is not set"),
+            (Unexpandable::Invalid(_), false) => {
+                format!("holds a `${{...}}` that is not a valid variable reference {NOT_SHOWN}")
+            }
+            (Unexpandable::Unset(_), false) => {
+                format!("names an environment variable that is not set {NOT_SHOWN}")
+            }
+        }
+    }
+}
+
+fn expand_string(s: &str, env: EnvLookup<'_>) -> Result<String, Unexpandable> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -953,15 +1059,12 @@ fn expand_string(s: &str, env: EnvLookup<'_>) -> Result<String, String> {
             out.push('$');
             rest = tail;
         } else if let Some(tail) = after.strip_prefix('{') {
-            let end = tail
-                .find('}')
-                .ok_or_else(|| "`${` without a closing `}`".to_string())?;
+            let end = tail.find('}').ok_or(Unexpandable::Unclosed)?;
             let name = &tail[..end];
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!("`${{{name}}}` is not a valid variable reference"));
+                return Err(Unexpandable::Invalid(name.to_string()));
             }
-            let value =
-                env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            let value = env(name).ok_or_else(|| Unexpandable::Unset(name.to_string()))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -1018,6 +1121,12 @@ impl Serialize for KafkaOptions {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_map(self.redacted())
     }
+}
+
+/// Whether the setting at `path` (`instances[0].sasl_password`, `instances[0].kafka_options.
+/// sasl.password`) holds a secret, which no error may quote.
+fn is_secret_path(path: &str) -> bool {
+    path.rsplit('.').next() == Some("sasl_password") || is_secret_property(path)
 }
 
 /// Whether a librdkafka property holds a secret that must never be printed.

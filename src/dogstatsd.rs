@@ -16,6 +16,25 @@
 
 /// Datadog's limit on metric names and on tags.
 pub const MAX_NAME_CHARS: usize = 200;
+/// The longest value [`Value::write`] writes (`-2.2250738585072014e-308`).
+pub const MAX_VALUE_CHARS: usize = 24;
+/// The longest `|T` field (`|T-9223372036854775808`).
+const MAX_TIMESTAMP_FIELD: usize = 22;
+
+/// The longest line [`push_line`] can write for one value whose tags, joined with `,`, take at
+/// most `tags` bytes: a name of [`MAX_NAME_CHARS`], the longest value, the type, the tags and a
+/// timestamp. (A distribution line of several values is packed to its datagram by the caller.)
+///
+/// ```
+/// use algorithmia_datadog::dogstatsd::longest_line;
+///
+/// assert_eq!(longest_line(0), 249);
+/// assert_eq!(longest_line(602), 853); // three 200-byte tags
+/// ```
+pub fn longest_line(tags: usize) -> usize {
+    let tags_field = if tags == 0 { 0 } else { "|#".len() + tags };
+    MAX_NAME_CHARS + ":".len() + MAX_VALUE_CHARS + "|g".len() + tags_field + MAX_TIMESTAMP_FIELD
+}
 /// A metric value, kept as the integer or float it was so that it prints exactly.
 ///
 /// ```
@@ -197,27 +216,38 @@ pub fn push_metric_name(out: &mut String, prefix: &str, field: &str) {
 
 /// Appends a tag value cleaned to Datadog's tag rules: letters, digits and `_ - : . /` are kept,
 /// anything else (in particular `,`, `|`, `#` and line breaks) becomes `_`; at most `budget`
-/// bytes, cut on a character boundary.
+/// bytes, cut on a character boundary; and no `:` at the end, since a tag must not end with one
+/// (the value may then be empty, and the caller leaves the tag out).
+///
+/// ```
+/// use algorithmia_datadog::dogstatsd::push_tag_value;
+///
+/// let mut tag = String::from("algorithm_owner:");
+/// push_tag_value(&mut tag, "team a|b:", 200);
+/// assert_eq!(tag, "algorithm_owner:team_a_b");
+/// ```
 pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
+    let start = out.len();
     let clean = value.len() <= budget && value.bytes().all(is_plain_tag_byte);
     if clean {
         out.push_str(value);
-        return;
-    }
-    // The budget counts bytes, not characters: a tag of 200 multi-byte letters would otherwise
-    // make lines, and datagrams, far longer than the Agent expects.
-    let start = out.len();
-    for c in value.chars() {
-        let c = if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
-            c
-        } else {
-            '_'
-        };
-        if out.len() - start + c.len_utf8() > budget {
-            break;
+    } else {
+        // The budget counts bytes, not characters: a tag of 200 multi-byte letters would
+        // otherwise make lines, and datagrams, far longer than the Agent expects.
+        for c in value.chars() {
+            let c = if c.is_alphanumeric() || matches!(c, '_' | '-' | ':' | '.' | '/') {
+                c
+            } else {
+                '_'
+            };
+            if out.len() - start + c.len_utf8() > budget {
+                break;
+            }
+            out.push(c);
         }
-        out.push(c);
     }
+    let kept = out[start..].trim_end_matches(':').len();
+    out.truncate(start + kept);
 }
 
 fn is_plain_tag_byte(b: u8) -> bool {

@@ -170,6 +170,12 @@ impl MetricMapper {
 
     /// The mapper an instance's configuration describes.
     pub fn for_instance(prefix: &str, instance: &Instance) -> MetricMapper {
+        MetricMapper::builder_for_instance(prefix, instance).build()
+    }
+
+    /// A builder set up as the instance's configuration describes, for what a file cannot say
+    /// (a fixed clock in tests and fuzz targets).
+    pub fn builder_for_instance(prefix: &str, instance: &Instance) -> MetricMapperBuilder {
         MetricMapper::builder(prefix)
             .operational_fields(instance.operational_fields.iter().cloned())
             .tag_fields(instance.tag_fields.iter().cloned())
@@ -180,7 +186,6 @@ impl MetricMapper {
             .exclude(instance.exclude_metrics.iter().cloned())
             .distributions(instance.distribution_metrics.iter().cloned())
             .send_timestamps(instance.send_timestamps, instance.timestamp_field.clone())
-            .build()
     }
 
     /// Writes one DogStatsD line per point of `message`, in field order, through `emit`: what
@@ -301,15 +306,23 @@ impl MetricMapper {
             self.tags.push_str(key);
             self.tags.push(':');
             let budget = MAX_NAME_CHARS.saturating_sub(key.len() + 1);
-            match value {
-                FieldValue::Str(s) => push_tag_value(&mut self.tags, s, budget),
-                FieldValue::UInt(v) => self.tags.push_str(itoa::Buffer::new().format(*v)),
-                FieldValue::Int(v) => self.tags.push_str(itoa::Buffer::new().format(*v)),
-                FieldValue::Float(v) if v.is_finite() => {
-                    push_tag_value(&mut self.tags, ryu::Buffer::new().format_finite(*v), budget)
+            let (mut int, mut float) = (itoa::Buffer::new(), ryu::Buffer::new());
+            let whole = match value {
+                FieldValue::Str(s) => {
+                    push_tag_value(&mut self.tags, s, budget);
+                    None
                 }
-                FieldValue::Bool(v) => self.tags.push_str(if *v { "true" } else { "false" }),
-                _ => {}
+                FieldValue::UInt(v) => Some(int.format(*v)),
+                FieldValue::Int(v) => Some(int.format(*v)),
+                FieldValue::Float(v) if v.is_finite() => Some(float.format_finite(*v)),
+                FieldValue::Bool(v) => Some(if *v { "true" } else { "false" }),
+                _ => None,
+            };
+            // A number cut to fit would be another number: one that does not fit is left out
+            // (only a tag field name of more than 175 bytes, which the configuration refuses,
+            // leaves too little room).
+            if let Some(whole) = whole.filter(|w| w.len() <= budget) {
+                self.tags.push_str(whole);
             }
             // A tag may not end with ':' : a field with no usable value is left out.
             if self.tags.len() == value_start {

@@ -704,6 +704,10 @@ impl Reporter {
         let clean = |v: &str| {
             let mut out = String::new();
             crate::dogstatsd::push_tag_value(&mut out, v, 150);
+            if out.is_empty() {
+                // A group of only `:`s: a tag must not end with one.
+                out.push('_');
+            }
             out
         };
         let (topic, group) = (clean(&instance.topic), clean(&instance.consumer_group));

@@ -259,6 +259,48 @@ fn an_unset_variable_is_rejected_naming_the_key_and_the_variable() {
 }
 
 #[test]
+fn a_secret_that_cannot_be_expanded_is_not_quoted() {
+    // Found by the config fuzz target: the error quoted `${...}` from inside a password.
+    let sasl = "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n    sasl_mechanism: PLAIN\n    sasl_username: u\n";
+    for (setting, key) in [
+        (
+            "sasl_password: \"hunter${2-xyzzy}\"",
+            "instances[0].sasl_password",
+        ),
+        (
+            "sasl_password: \"hunter${twoxyzzy}\"",
+            "instances[0].sasl_password",
+        ),
+        (
+            "kafka_options: {ssl.key.password: \"p${xyzzy}\"}",
+            "instances[0].kafka_options.ssl.key.password",
+        ),
+    ] {
+        let e = rejected(&format!("{sasl}    {setting}\n"));
+        assert_eq!(e.key, key);
+        assert!(!e.to_string().contains("xyzzy"), "{e}");
+        assert!(e.reason.contains("not shown"), "{e}");
+    }
+    // A password given as nothing but a reference names its variable: that is no secret.
+    let e = rejected(&format!("{sasl}    sasl_password: ${{KAFKA_PASSWORD}}\n"));
+    assert_eq!(e.reason, "environment variable KAFKA_PASSWORD is not set");
+}
+
+#[test]
+fn a_bad_reference_outside_any_key_still_names_a_place() {
+    // Found by the config fuzz target: the document `${` gave the error "file: : reason".
+    let e = rejected("${");
+    assert_eq!(e.key, "(top level)");
+    assert!(e.reason.contains("closing"), "{e}");
+    let e = rejected("\"\": ${NOPE}\n");
+    assert_eq!(e.key, "\"\"");
+    // Nor when a key that is no string is unknown (the config fuzz target again: `? !!t`).
+    let e = rejected("? !!t\n");
+    assert_eq!(e.key, "(top level)");
+    assert!(e.reason.contains("unknown field"), "{e}");
+}
+
+#[test]
 fn sasl_requires_a_mechanism_and_credentials() {
     let base =
         "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n";
@@ -393,6 +435,76 @@ fn tags_that_could_break_a_datagram_are_rejected() {
     }
     let e = load_with(MINIMAL, &[("DD_ENV", "a,b")]).unwrap_err();
     assert_eq!(e.key, "DD_ENV");
+}
+
+#[test]
+fn tags_that_could_make_a_line_longer_than_a_datagram_are_rejected() {
+    // Found by the config fuzz target: five tag fields and a 200-character tag made 1452-byte
+    // lines for 1432-byte UDP datagrams.
+    let seven = "tag_fields: [algorithm_name, algorithm_version, algorithm_owner, a, b, c, d]";
+    let yaml = |url: &str| {
+        format!(
+            "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: a:1\n    \
+             kafka_topic: t\n    {seven}\n"
+        )
+    };
+    let e = rejected(&yaml("udp://127.0.0.1:8125"));
+    assert_eq!(e.key, "instances[0].tag_fields");
+    assert!(
+        e.reason
+            .contains("1432-byte datagrams of udp://127.0.0.1:8125"),
+        "{e}"
+    );
+    assert!(e.reason.contains("unix://"), "{e}");
+    load(&yaml("unix:///var/run/datadog/dsd.socket")).expect("8192-byte datagrams fit them");
+
+    let long_tags: Vec<String> = (0..7)
+        .map(|i| format!("\"t{i}:{}\"", "x".repeat(190)))
+        .collect();
+    let e = rejected(&format!(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tags: [{}]\n",
+        long_tags.join(", ")
+    ));
+    assert_eq!(e.key, "instances[0].tags", "static tags alone are too long");
+
+    // The defaults leave room for the usual static tags over UDP.
+    let c = load_with(
+        "init_config:\n  tags: [\"team:ml-platform\"]\ninstances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tag_fields: [algorithm_name, algorithm_version, algorithm_owner, region]\n",
+        &[("DD_ENV", "prod"), ("DD_SERVICE", "insights"), ("DD_VERSION", "2.1.0")],
+    )
+    .unwrap();
+    let tags = c.instances[0]
+        .tags
+        .iter()
+        .map(|t| t.len() + 1)
+        .sum::<usize>()
+        - 1;
+    assert!(crate::dogstatsd::longest_line(4 * 201 + tags) <= 1432);
+}
+
+#[test]
+fn a_tag_field_cannot_hold_the_key_value_separator() {
+    // Found by the config fuzz target: tag_fields: ["a:b"] wrote tags whose key was `a`.
+    let e = rejected(
+        "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tag_fields: [x, \"a:b\"]\n",
+    );
+    assert_eq!(e.key, "instances[0].tag_fields[1]");
+    assert!(e.reason.contains("`:`"), "{e}");
+}
+
+#[test]
+fn a_tag_field_name_must_leave_room_for_a_number() {
+    // Found with the config fuzz target: a 190-byte name and an integer value made a 211-byte tag.
+    let yaml = |len: usize| {
+        format!(
+            "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tag_fields: [{}]\n",
+            "k".repeat(len)
+        )
+    };
+    load(&yaml(175)).expect("175 bytes, `:` and 24 digits make 200");
+    let e = rejected(&yaml(176));
+    assert_eq!(e.key, "instances[0].tag_fields[0]");
+    assert!(e.reason.contains("176 bytes long"), "{e}");
 }
 
 #[test]

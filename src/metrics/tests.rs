@@ -261,6 +261,48 @@ fn no_input_can_inject_a_tag_a_field_or_a_metric() {
 }
 
 #[test]
+fn a_tag_never_ends_with_a_colon() {
+    // Found by the decode_map fuzz target: `request_id:req-1:` broke Datadog's tag rules.
+    let mut m = MetricMapper::builder("algorithmia")
+        .tag_fields(["algorithm_name", "request_id", "algorithm_owner"])
+        .build();
+    let (out, _) = lines_with(
+        &mut m,
+        r#"{"x":1,"algorithm_name":"m::","request_id":":","algorithm_owner":"a:b:"}"#,
+    );
+    assert_eq!(
+        out[0],
+        "algorithmia.x:1|g|#algorithm_name:m,algorithm_owner:a:b"
+    );
+    // Nor when the cut at 200 characters lands after one.
+    let long = format!("{}:tail", "v".repeat(198 - "algorithm_name".len()));
+    let (out, _) = lines_with(&mut m, &format!(r#"{{"x":1,"algorithm_name":"{long}"}}"#));
+    let tag = out[0].split("|#").nth(1).unwrap();
+    assert!(!tag.ends_with(':') && tag.len() < 200, "{tag}");
+}
+
+#[test]
+fn a_number_that_does_not_fit_its_tag_is_left_out_never_cut() {
+    let key = "k".repeat(185); // leaves 14 bytes for the value
+    let mut m = MetricMapper::builder("algorithmia")
+        .tag_fields([key.as_str(), "algorithm_name"])
+        .build();
+    for value in [
+        "-9223372036854775808",
+        "0.30000000000000004",
+        "12345678901234.5",
+    ] {
+        let (out, _) = lines_with(
+            &mut m,
+            &format!(r#"{{"x":1,"{key}":{value},"algorithm_name":"m"}}"#),
+        );
+        assert_eq!(out[0], "algorithmia.x:1|g|#algorithm_name:m", "{value}");
+    }
+    let (out, _) = lines_with(&mut m, &format!(r#"{{"x":1,"{key}":1234567890123}}"#));
+    assert_eq!(out[0], format!("algorithmia.x:1|g|#{key}:1234567890123"));
+}
+
+#[test]
 fn tag_values_keep_unicode_letters_and_are_cut_at_200_characters() {
     assert_eq!(
         lines(r#"{"x":1,"algorithm_owner":"Zoë Ñ"}"#),
