@@ -23,6 +23,14 @@ use crate::telemetry::{Counters, ProblemLog};
 /// Its default, 1000 ms, leaves a busy consumer idle; 20 ms keeps it fed.
 pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
+/// How much fetched data librdkafka holds for the application: 4 MB of payloads, which it
+/// overshoots by up to one fetch response (`fetch.max.bytes` follows it, 4 MB). Its default,
+/// 64 MB, let a backlog fill the process to 90 MB or more (the queued messages cost about
+/// twice their payload); 4 MB is still several fetches' worth at a million messages a second,
+/// so the consumer stays busy, and the forwarder's peak RSS stays under 48 MB whatever the
+/// backlog. `kafka_options` can raise it for brokers far away.
+pub const QUEUED_MAX_MESSAGES_KBYTES: &str = "4096";
+
 /// How often librdkafka reports statistics (consumer lag, broker states).
 pub const STATISTICS_INTERVAL_MS: &str = "5000";
 
@@ -71,6 +79,7 @@ pub fn client_config(instance: &Instance) -> ClientConfig {
             },
         )
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        .set("queued.max.messages.kbytes", QUEUED_MAX_MESSAGES_KBYTES)
         .set("enable.partition.eof", "false")
         // Consumer lag and broker states for the self-metrics and service checks.
         .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
