@@ -14,7 +14,8 @@
 //! - [`shutdown`]: signals and the stop deadline;
 //! - [`telemetry`]: what the forwarder counts about itself.
 //!
-//! [`dogstatsd`] holds the wire format every stage writes.
+//! [`dogstatsd`] holds the wire format every stage writes; [`hash`] the hasher of the lookups
+//! made per message.
 //!
 //! [`embedded`] and [`demo`] run the same pipeline against an in-process Kafka; [`assets`]
 //! installs the bundled dashboard and monitors through the Datadog API.
@@ -29,6 +30,7 @@ pub mod demo;
 pub mod dogstatsd;
 pub mod embedded;
 pub mod forwarder;
+pub mod hash;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

@@ -31,13 +31,32 @@
 //! );
 //! ```
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Instance;
 use crate::decode::{FieldValue, InsightsMessage};
 use crate::dogstatsd::{push_metric_name, push_tag_value, LineWriter, MAX_NAME_CHARS};
 use crate::dogstatsd::{MetricKind, Value};
+use crate::hash::FastState;
 use crate::telemetry::{Counters, SkipReason, TimestampIssue};
+
+/// Most field names whose rule the mapper remembers; past it, it starts over (a topic whose
+/// field names never repeat costs the rules' work on every field, and no memory).
+const MAX_REMEMBERED_FIELDS: usize = 4096;
+
+/// What the mapping rules make of a field, whatever its value: worked out once per field name
+/// (operational fields, filters, name cleaning, the reserved name, distribution globs) rather
+/// than on every message.
+#[derive(Debug, Clone)]
+enum FieldRule {
+    /// Never a metric, not counted as skipped.
+    Operational,
+    /// Skipped for a reason of its name, once its value is a number.
+    Skip(SkipReason),
+    /// A point: its full metric name and kind.
+    Metric { name: Box<str>, kind: MetricKind },
+}
 
 /// The backend drops points older than this (seconds).
 pub const MAX_TIMESTAMP_AGE_SECS: i64 = 3600;
@@ -69,6 +88,9 @@ pub struct MetricMapper {
     // Scratch buffers reused for every message.
     tags: String,
     name: String,
+    /// The rule of each field name seen lately: an index into `rules`.
+    rule_of: HashMap<Box<str>, usize, FastState>,
+    rules: Vec<FieldRule>,
 }
 
 /// Builder for [`MetricMapper`]; every setting starts at the configuration file's default.
@@ -164,6 +186,8 @@ impl MetricMapper {
                 clock: None,
                 tags: String::with_capacity(256),
                 name: String::with_capacity(256),
+                rule_of: HashMap::default(),
+                rules: Vec::new(),
             },
         }
     }
@@ -232,10 +256,9 @@ impl MetricMapper {
         points.begin(&self.tags, timestamp);
 
         let mut metrics = 0;
-        let mut name = std::mem::take(&mut self.name);
         for field in &message.fields {
-            let field_name = field.name.as_ref();
-            if self.operational_fields.iter().any(|f| f == field_name) {
+            let rule = self.rule(field.name.as_ref());
+            if let FieldRule::Operational = self.rules[rule] {
                 continue;
             }
             let value = match self.value_of(&field.value) {
@@ -245,30 +268,15 @@ impl MetricMapper {
                     continue;
                 }
             };
-            if !self.passes_filters(field_name) {
-                counters.skip(SkipReason::Filtered);
-                continue;
+            match &self.rules[rule] {
+                FieldRule::Metric { name, kind } => {
+                    points.point(name, *kind, value);
+                    metrics += 1;
+                }
+                FieldRule::Skip(reason) => counters.skip(*reason),
+                FieldRule::Operational => {}
             }
-            if !field_name.chars().any(|c| c.is_ascii_alphanumeric()) {
-                counters.skip(SkipReason::InvalidName);
-                continue;
-            }
-            name.clear();
-            push_metric_name(&mut name, &self.name_prefix, field_name);
-            if name == self.calls_name {
-                // The call count owns this name: a field of the same name would corrupt it.
-                counters.skip(SkipReason::ReservedName);
-                continue;
-            }
-            let kind = if self.is_distribution(field_name) {
-                MetricKind::Distribution
-            } else {
-                MetricKind::Gauge
-            };
-            points.point(&name, kind, value);
-            metrics += 1;
         }
-        self.name = name;
         points.point(&self.calls_name, MetricKind::Count, Value::UInt(1));
         if metrics == 0 {
             counters
@@ -276,6 +284,50 @@ impl MetricMapper {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         metrics
+    }
+
+    /// The index in `rules` of the rule of field `field_name`, worked out if it is new.
+    fn rule(&mut self, field_name: &str) -> usize {
+        if let Some(&i) = self.rule_of.get(field_name) {
+            return i;
+        }
+        if self.rules.len() >= MAX_REMEMBERED_FIELDS {
+            self.rules.clear();
+            self.rule_of.clear();
+        }
+        let rule = self.rule_for(field_name);
+        self.rules.push(rule);
+        self.rule_of.insert(field_name.into(), self.rules.len() - 1);
+        self.rules.len() - 1
+    }
+
+    /// The rules that depend on a field's name only, in the order they apply (its value is
+    /// judged in between: see [`MetricMapper::map_points`]).
+    fn rule_for(&mut self, field_name: &str) -> FieldRule {
+        if self.operational_fields.iter().any(|f| f == field_name) {
+            return FieldRule::Operational;
+        }
+        if !self.passes_filters(field_name) {
+            return FieldRule::Skip(SkipReason::Filtered);
+        }
+        if !field_name.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return FieldRule::Skip(SkipReason::InvalidName);
+        }
+        self.name.clear();
+        push_metric_name(&mut self.name, &self.name_prefix, field_name);
+        if self.name == self.calls_name {
+            // The call count owns this name: a field of the same name would corrupt it.
+            return FieldRule::Skip(SkipReason::ReservedName);
+        }
+        let kind = if self.is_distribution(field_name) {
+            MetricKind::Distribution
+        } else {
+            MetricKind::Gauge
+        };
+        FieldRule::Metric {
+            name: self.name.as_str().into(),
+            kind,
+        }
     }
 
     /// The name of the per-model call count, `<prefix>.calls`.
