@@ -221,5 +221,18 @@ pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
 }
 
 fn is_plain_tag_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'/')
+    PLAIN_TAG_BYTES[usize::from(b)]
 }
+
+/// The bytes a tag value keeps as they are: ASCII letters and digits, `_ - : . /`. A table, as
+/// every byte of every tag of every message is looked up.
+const PLAIN_TAG_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b':' | b'.' | b'/');
+        b += 1;
+    }
+    table
+};

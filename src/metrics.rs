@@ -45,11 +45,30 @@ use crate::telemetry::{Counters, SkipReason, TimestampIssue};
 /// field names never repeat costs the rules' work on every field, and no memory).
 const MAX_REMEMBERED_FIELDS: usize = 4096;
 
+/// No rule (see [`FieldRule::next`]).
+const NO_RULE: usize = usize::MAX;
+
 /// What the mapping rules make of a field, whatever its value: worked out once per field name
-/// (operational fields, filters, name cleaning, the reserved name, distribution globs) rather
-/// than on every message.
+/// (operational fields, filters, name cleaning, the reserved name, distribution globs, tags)
+/// rather than on every message.
 #[derive(Debug, Clone)]
-enum FieldRule {
+struct FieldRule {
+    /// The field's name.
+    field: Box<str>,
+    /// Its place in `tag_fields` (the first, if it is listed twice).
+    tag: Option<usize>,
+    /// Whether it is the timestamp field.
+    timestamp: bool,
+    action: Action,
+    /// The rule of the field that came next the last time this one was seen: messages of one
+    /// model list their fields in the same order, so this finds the next field's rule with one
+    /// comparison, without hashing.
+    next: usize,
+}
+
+/// What becomes of a field's value.
+#[derive(Debug, Clone)]
+enum Action {
     /// Never a metric, not counted as skipped.
     Operational,
     /// Skipped for a reason of its name, once its value is a number.
@@ -91,6 +110,14 @@ pub struct MetricMapper {
     /// The rule of each field name seen lately: an index into `rules`.
     rule_of: HashMap<Box<str>, usize, FastState>,
     rules: Vec<FieldRule>,
+    /// The rule of the first field of the last message.
+    first_rule: usize,
+    /// For each of `tag_fields`, the first of them with the same name (a name listed twice
+    /// takes the same value twice).
+    tag_first: Vec<usize>,
+    // Per message: the rule of each field, and where each tag and the timestamp are.
+    field_rules: Vec<usize>,
+    tag_at: Vec<Option<usize>>,
 }
 
 /// Builder for [`MetricMapper`]; every setting starts at the configuration file's default.
@@ -156,7 +183,11 @@ impl MetricMapperBuilder {
         self
     }
     /// Finishes the mapper.
-    pub fn build(self) -> MetricMapper {
+    pub fn build(mut self) -> MetricMapper {
+        let tags = &self.mapper.tag_fields;
+        self.mapper.tag_first = (0..tags.len())
+            .map(|j| tags.iter().position(|t| *t == tags[j]).unwrap_or(j))
+            .collect();
         self.mapper
     }
 }
@@ -188,6 +219,10 @@ impl MetricMapper {
                 name: String::with_capacity(256),
                 rule_of: HashMap::default(),
                 rules: Vec::new(),
+                first_rule: NO_RULE,
+                tag_first: Vec::new(),
+                field_rules: Vec::new(),
+                tag_at: Vec::new(),
             },
         }
     }
@@ -241,9 +276,34 @@ impl MetricMapper {
         counters: &Counters,
         points: &mut impl PointSink,
     ) -> usize {
+        if self.rules.len() >= MAX_REMEMBERED_FIELDS {
+            // Between messages, so that no rule of the message at hand goes.
+            self.rules.clear();
+            self.rule_of.clear();
+            self.first_rule = NO_RULE;
+        }
+        // First the rules of the fields, and where the tags and the timestamp are.
+        self.field_rules.clear();
+        self.tag_at.clear();
+        self.tag_at.resize(self.tag_fields.len(), None);
+        let mut timestamp_at = None;
+        let mut previous = None;
+        for (i, field) in message.fields.iter().enumerate() {
+            let rule = self.rule(previous, field.name.as_ref());
+            previous = Some(rule);
+            self.field_rules.push(rule);
+            let rule = &self.rules[rule];
+            if let Some(t) = rule.tag {
+                // The first field of a name gives its tag, as `InsightsMessage::get` would.
+                self.tag_at[t].get_or_insert(i);
+            }
+            if rule.timestamp && timestamp_at.is_none() {
+                timestamp_at = Some(i);
+            }
+        }
         self.build_tags(message);
         let timestamp = if self.send_timestamps {
-            match self.timestamp_of(message) {
+            match self.timestamp_of(timestamp_at.map(|i| &message.fields[i].value)) {
                 Ok(ts) => Some(ts),
                 Err(issue) => {
                     counters.timestamp_issue(issue);
@@ -256,9 +316,9 @@ impl MetricMapper {
         points.begin(&self.tags, timestamp);
 
         let mut metrics = 0;
-        for field in &message.fields {
-            let rule = self.rule(field.name.as_ref());
-            if let FieldRule::Operational = self.rules[rule] {
+        for (field, &rule) in message.fields.iter().zip(&self.field_rules) {
+            let action = &self.rules[rule].action;
+            if let Action::Operational = action {
                 continue;
             }
             let value = match self.value_of(&field.value) {
@@ -268,13 +328,13 @@ impl MetricMapper {
                     continue;
                 }
             };
-            match &self.rules[rule] {
-                FieldRule::Metric { name, kind } => {
+            match action {
+                Action::Metric { name, kind } => {
                     points.point(name, *kind, value);
                     metrics += 1;
                 }
-                FieldRule::Skip(reason) => counters.skip(*reason),
-                FieldRule::Operational => {}
+                Action::Skip(reason) => counters.skip(*reason),
+                Action::Operational => {}
             }
         }
         points.point(&self.calls_name, MetricKind::Count, Value::UInt(1));
@@ -286,45 +346,71 @@ impl MetricMapper {
         metrics
     }
 
-    /// The index in `rules` of the rule of field `field_name`, worked out if it is new.
-    fn rule(&mut self, field_name: &str) -> usize {
-        if let Some(&i) = self.rule_of.get(field_name) {
-            return i;
+    /// The index in `rules` of the rule of field `field_name`, which follows the field whose
+    /// rule is `previous` (`None` for the first field); worked out if the name is new.
+    fn rule(&mut self, previous: Option<usize>, field_name: &str) -> usize {
+        let guess = match previous {
+            Some(p) => self.rules[p].next,
+            None => self.first_rule,
+        };
+        if self
+            .rules
+            .get(guess)
+            .is_some_and(|r| *r.field == *field_name)
+        {
+            return guess;
         }
-        if self.rules.len() >= MAX_REMEMBERED_FIELDS {
-            self.rules.clear();
-            self.rule_of.clear();
+        let found = match self.rule_of.get(field_name) {
+            Some(&i) => i,
+            None => {
+                let rule = self.rule_for(field_name);
+                self.rules.push(rule);
+                self.rule_of.insert(field_name.into(), self.rules.len() - 1);
+                self.rules.len() - 1
+            }
+        };
+        match previous {
+            Some(p) => self.rules[p].next = found,
+            None => self.first_rule = found,
         }
-        let rule = self.rule_for(field_name);
-        self.rules.push(rule);
-        self.rule_of.insert(field_name.into(), self.rules.len() - 1);
-        self.rules.len() - 1
+        found
     }
 
-    /// The rules that depend on a field's name only, in the order they apply (its value is
-    /// judged in between: see [`MetricMapper::map_points`]).
+    /// The rules that depend on a field's name only (its value is judged in between the
+    /// operational fields and the others: see [`MetricMapper::map_points`]).
     fn rule_for(&mut self, field_name: &str) -> FieldRule {
+        let action = self.action_for(field_name);
+        FieldRule {
+            field: field_name.into(),
+            tag: self.tag_fields.iter().position(|t| t == field_name),
+            timestamp: self.send_timestamps && self.timestamp_field == field_name,
+            action,
+            next: NO_RULE,
+        }
+    }
+
+    fn action_for(&mut self, field_name: &str) -> Action {
         if self.operational_fields.iter().any(|f| f == field_name) {
-            return FieldRule::Operational;
+            return Action::Operational;
         }
         if !self.passes_filters(field_name) {
-            return FieldRule::Skip(SkipReason::Filtered);
+            return Action::Skip(SkipReason::Filtered);
         }
         if !field_name.chars().any(|c| c.is_ascii_alphanumeric()) {
-            return FieldRule::Skip(SkipReason::InvalidName);
+            return Action::Skip(SkipReason::InvalidName);
         }
         self.name.clear();
         push_metric_name(&mut self.name, &self.name_prefix, field_name);
         if self.name == self.calls_name {
             // The call count owns this name: a field of the same name would corrupt it.
-            return FieldRule::Skip(SkipReason::ReservedName);
+            return Action::Skip(SkipReason::ReservedName);
         }
         let kind = if self.is_distribution(field_name) {
             MetricKind::Distribution
         } else {
             MetricKind::Gauge
         };
-        FieldRule::Metric {
+        Action::Metric {
             name: self.name.as_str().into(),
             kind,
         }
@@ -339,12 +425,14 @@ impl MetricMapper {
         !self.distributions.is_empty() && self.distributions.iter().any(|p| glob_match(p, field))
     }
 
+    /// The message's tags, from the tag fields the first pass found.
     fn build_tags(&mut self, message: &InsightsMessage<'_>) {
         self.tags.clear();
-        for key in &self.tag_fields {
-            let Some(value) = message.get(key) else {
+        for (key, &first) in self.tag_fields.iter().zip(&self.tag_first) {
+            let Some(at) = self.tag_at[first] else {
                 continue;
             };
+            let value = &message.fields[at].value;
             let start = self.tags.len();
             if start > 0 {
                 self.tags.push(',');
@@ -397,10 +485,9 @@ impl MetricMapper {
             && !self.exclude.iter().any(|p| glob_match(p, name))
     }
 
-    fn timestamp_of(&self, message: &InsightsMessage<'_>) -> Result<i64, TimestampIssue> {
-        let value = message
-            .get(&self.timestamp_field)
-            .ok_or(TimestampIssue::Missing)?;
+    /// The message's time, from the value of its (first) timestamp field.
+    fn timestamp_of(&self, value: Option<&FieldValue<'_>>) -> Result<i64, TimestampIssue> {
+        let value = value.ok_or(TimestampIssue::Missing)?;
         let ts = parse_timestamp(value).ok_or(TimestampIssue::Unparseable)?;
         let now = self.clock.unwrap_or_else(unix_now);
         if ts < now - MAX_TIMESTAMP_AGE_SECS || ts > now + MAX_TIMESTAMP_LEAD_SECS {
