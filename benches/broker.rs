@@ -324,6 +324,22 @@ fn orchestrate() {
     }
 }
 
+/// With `BENCH_PERF=DIR`, profiles process `pid` with `perf record` (CPU clock, call graphs)
+/// into `DIR/perf.<name>.data` until it is stopped.
+fn record_profile(name: &str, pid: u32) -> Option<std::process::Child> {
+    let dir = std::env::var_os("BENCH_PERF")?;
+    let out = Path::new(&dir).join(format!("perf.{name}.data"));
+    std::process::Command::new("perf")
+        .args(["record", "-e", "cpu-clock", "-F", "4000", "-g", "-p"])
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
 /// With `BENCH_LOG_DIR`, keeps a process's log there (`<name>.<n>.log`).
 fn keep_log(name: &str, lines: &[String]) {
     static KEPT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -467,6 +483,7 @@ struct Watch {
 /// nothing moved for 30 s, as `progress` tells), then measures it. `assigned` tells from the
 /// process's output when it got its partitions.
 fn watch(
+    name: &str,
     cmd: std::process::Command,
     broker: u32,
     messages: u64,
@@ -476,6 +493,7 @@ fn watch(
 ) -> Watch {
     let mut watched = Watched::start(cmd);
     let pid = watched.pid();
+    let perf = record_profile(name, pid);
     let mut trace = CpuTrace::default();
     let mut start: Option<(Instant, u64, u64)> = None;
     let mut threads_before = Vec::new();
@@ -505,6 +523,12 @@ fn watch(
     for _ in 0..10 {
         trace.sample(pid, broker);
         std::thread::sleep(SAMPLE_EVERY);
+    }
+    if let Some(mut perf) = perf {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &perf.id().to_string()])
+            .status();
+        let _ = perf.wait();
     }
     let (started, cpu0, broker0) = start.unwrap_or((Instant::now(), 0, 0));
     let end = trace.busy_until(started);
@@ -541,6 +565,7 @@ fn run_raw_drain(bootstrap: &str, broker: u32, messages: u64) -> Measured {
             .any(|l| l.starts_with(prefix))
     };
     let run = watch(
+        "raw-drain",
         cmd,
         broker,
         messages,
@@ -659,6 +684,7 @@ fn run_forwarder(
         .env("RUST_LOG", "warn,algorithmia_datadog::source=info");
     let calls = || receiver.tally.calls.load(Ordering::Relaxed);
     let run = watch(
+        mode.key,
         cmd,
         broker,
         messages,
