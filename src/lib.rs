@@ -7,7 +7,7 @@
 //! - [`decode`]: an Insights message, a flat JSON object, read without building a tree;
 //! - [`metrics`]: the mapping rules from fields to points (gauges, distributions, call counts);
 //! - [`aggregate`]: the points of a few seconds folded per context, as Datadog's clients do;
-//! - [`sink`]: datagram packing and the socket, through cadence;
+//! - [`sink`]: datagram packing, and [`datagrams`]: the sockets, many datagrams per system call;
 //! - [`forwarder`]: the stages after the source, one message at a time, and [`offsets`]: which
 //!   offsets that makes safe to store;
 //! - [`pipeline`]: the loop that drives them, and a clean stop;
@@ -25,6 +25,7 @@
 pub mod aggregate;
 pub mod assets;
 pub mod config;
+pub mod datagrams;
 pub mod decode;
 pub mod demo;
 pub mod dogstatsd;

@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::Message;
 
 use crate::config::{Config, Instance};
+use crate::datagrams::{OneByOne, SendDatagrams};
 use crate::forwarder::Forwarder;
 use crate::metrics::MetricMapper;
 use crate::sink::{open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport};
@@ -203,13 +204,13 @@ pub fn run_instance(
         topic: instance.topic.clone(),
         source,
     };
-    let transport: Box<dyn cadence::MetricSink + Send + Sync> = match options.output {
+    let transport: Box<dyn SendDatagrams> = match options.output {
         Output::Send => Box::new(open_destination(config)?),
-        Output::Print => Box::new(StdoutMetricSink),
-        Output::SendAndPrint => Box::new(TeeMetricSink(
+        Output::Print => Box::new(OneByOne(StdoutMetricSink)),
+        Output::SendAndPrint => Box::new(OneByOne(TeeMetricSink(
             Box::new(open_destination(config)?),
             StdoutMetricSink,
-        )),
+        ))),
     };
     let sink = DogStatsdSink::builder_boxed(transport, config.dogstatsd.max_datagram_bytes())
         .counters(counters.clone())
