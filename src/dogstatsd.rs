@@ -114,7 +114,6 @@ impl MetricKind {
 #[derive(Debug, Default)]
 pub struct LineWriter {
     line: String,
-    value: String,
     tags: String,
     timestamp: Option<i64>,
 }
@@ -129,18 +128,19 @@ impl LineWriter {
 
     /// One point as a DogStatsD line, valid until the next call.
     pub fn render(&mut self, name: &str, kind: MetricKind, value: Value) -> &str {
-        self.value.clear();
-        value.write(&mut self.value);
-        self.line.clear();
-        push_line(
-            &mut self.line,
-            name,
-            &self.value,
-            kind,
-            &self.tags,
-            self.timestamp,
-        );
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        self.write(&mut line, name, kind, value);
+        self.line = line;
         &self.line
+    }
+
+    /// Appends one point as a DogStatsD line to `out` (no line break).
+    pub fn write(&self, out: &mut String, name: &str, kind: MetricKind, value: Value) {
+        out.push_str(name);
+        out.push(':');
+        value.write(out);
+        push_line_end(out, kind, &self.tags, self.timestamp);
     }
 }
 
@@ -158,6 +158,11 @@ pub fn push_line(
     out.push_str(name);
     out.push(':');
     out.push_str(values);
+    push_line_end(out, kind, tags, timestamp);
+}
+
+/// What follows a line's values: `|type[|#tags][|Tseconds]`.
+fn push_line_end(out: &mut String, kind: MetricKind, tags: &str, timestamp: Option<i64>) {
     out.push_str(kind.type_field());
     if !tags.is_empty() {
         out.push_str("|#");

@@ -157,6 +157,8 @@ pub struct DogStatsdSink {
     packed: Packed,
     /// The datagram being filled.
     buffer: String,
+    /// The line that did not fit, on its way to the next datagram.
+    spare: String,
     /// Lines pushed while blocked, in order, waiting for the buffer to go out.
     held_back: Vec<String>,
     blocked: bool,
@@ -216,6 +218,7 @@ impl DogStatsdSink {
             sink: DogStatsdSink {
                 transport,
                 packed: Packed::default(),
+                spare: String::new(),
                 buffer: String::with_capacity(max_datagram),
                 held_back: Vec::new(),
                 blocked: false,
@@ -233,34 +236,46 @@ impl DogStatsdSink {
     ///
     /// A line longer than a datagram is sent on its own: cutting it would corrupt it.
     pub fn push_line(&mut self, line: &str) -> Written {
+        self.push_with(|out| out.push_str(line))
+    }
+
+    /// Like [`DogStatsdSink::push_line`] for the line that `render` appends to a string: it is
+    /// rendered in place, in the datagram being filled, rather than copied there.
+    pub fn push_with(&mut self, render: impl FnOnce(&mut String)) -> Written {
         if self.blocked {
-            self.held_back.push(line.to_string());
+            let mut line = String::new();
+            render(&mut line);
+            self.held_back.push(line);
             return Written::Blocked;
-        }
-        let needed = if self.buffer.is_empty() {
-            line.len()
-        } else {
-            self.buffer.len() + 1 + line.len()
-        };
-        let mut written = Written::Buffered;
-        if needed > self.max_datagram && !self.buffer.is_empty() {
-            self.pack_buffer();
-            if self.packed.len() >= self.transport.batch() {
-                if !self.send_packed() {
-                    self.held_back.push(line.to_string());
-                    return Written::Blocked;
-                }
-                written = Written::Flushed;
-            }
         }
         if self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
-        if !self.buffer.is_empty() {
+        let start = self.buffer.len();
+        if start > 0 {
             self.buffer.push('\n');
         }
-        self.buffer.push_str(line);
-        written
+        render(&mut self.buffer);
+        if self.buffer.len() <= self.max_datagram || start == 0 {
+            return Written::Buffered;
+        }
+        // It does not fit: the datagram so far is packed, and the line starts the next one.
+        self.spare.clear();
+        self.spare.push_str(&self.buffer[start + 1..]);
+        self.buffer.truncate(start);
+        self.pack_buffer();
+        std::mem::swap(&mut self.buffer, &mut self.spare);
+        if self.packed.len() < self.transport.batch() {
+            return Written::Buffered;
+        }
+        // The line waits in the buffer: only what was packed goes.
+        if self.send_packed() {
+            self.oldest = Some(Instant::now());
+            Written::Flushed
+        } else {
+            self.held_back.push(std::mem::take(&mut self.buffer));
+            Written::Blocked
+        }
     }
 
     /// The datagram being filled joins the packed ones.
