@@ -6,9 +6,9 @@
 //! of 4 partitions, then drains the whole topic once per mode, each time as a process of its own
 //! in a fresh consumer group:
 //!
-//! - `raw`: a plain librdkafka consumer with the forwarder's own client settings that only
-//!   touches each message (this benchmark's executable, run again with `--raw-drain`): the
-//!   limit for any forwarder on this machine and broker;
+//! - `raw`: a plain librdkafka consumer (its default settings) that only touches each message
+//!   (this benchmark's executable, run again with `--raw-drain`): the limit for any forwarder on
+//!   this machine and broker;
 //! - `default`: `algorithmia-datadog run`, aggregated (2 s), gauges and calls, over UDP;
 //! - `points-udp`, `points-unix`: every point sent (`aggregation_interval: 0`), over UDP and over
 //!   a Unix datagram socket;
@@ -137,8 +137,8 @@ fn mode(key: &str) -> &'static Mode {
 
 /// The configuration of one mode.
 fn yaml(mode: &Mode, bootstrap: &str, topic: &str, group: &str, url: &str) -> String {
-    // BENCH_KAFKA_OPTIONS=key=value,key=value: librdkafka properties for every consumer (the raw
-    // drain takes the forwarder's client settings), to compare fetch sizings.
+    // BENCH_KAFKA_OPTIONS=key=value,key=value: the forwarder's `kafka_options` (librdkafka
+    // properties), to compare fetch sizings.
     let mut options = String::new();
     if let Ok(list) = std::env::var("BENCH_KAFKA_OPTIONS") {
         for (key, value) in list.split(',').filter_map(|kv| kv.split_once('=')) {
@@ -630,8 +630,8 @@ fn run_raw_drain(bootstrap: &str, broker: u32, messages: u64) -> Measured {
     }
 }
 
-/// A plain consumer with the forwarder's client settings: polls every message of the topic and
-/// reads its payload's length, nothing else. Prints `assigned` when it has its partitions and
+/// A plain consumer, librdkafka's defaults: polls every message of the topic and reads its
+/// payload's length, nothing else. Prints `assigned` when it has its partitions and
 /// `done` after the last message, then waits to be stopped (so its peak RSS can be read).
 fn raw_drain(bootstrap: &str, group: &str, messages: u64) {
     use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
@@ -649,21 +649,19 @@ fn raw_drain(bootstrap: &str, group: &str, messages: u64) {
         }
     }
 
-    let config = Config::from_yaml(
-        &yaml(
-            mode("default"),
-            bootstrap,
-            TOPIC,
-            group,
-            "udp://127.0.0.1:9",
-        ),
-        "raw",
-        &|_| None,
-    )
-    .expect("configuration");
-    let mut client = algorithmia_datadog::source::client_config(&config.instances[0]);
-    // Nothing to report: it only drains.
-    client.remove("statistics.interval.ms");
+    // librdkafka's defaults: the forwarder's fetch sizing must not make the yardstick slower.
+    // BENCH_RAW_OPTIONS=key=value,... changes them, to compare.
+    let mut client = rdkafka::ClientConfig::new();
+    client
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false");
+    if let Ok(list) = std::env::var("BENCH_RAW_OPTIONS") {
+        for (key, value) in list.split(',').filter_map(|kv| kv.split_once('=')) {
+            client.set(key.trim(), value.trim());
+        }
+    }
     let consumer: BaseConsumer<Announce> = client
         .create_with_context(Announce)
         .expect("a raw consumer");
