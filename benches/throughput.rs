@@ -12,7 +12,7 @@
 //! Prints, per mode: messages/s, points and datagrams received, the calls counted at the
 //! receiver (which must equal the messages), distribution values received, and peak RSS.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,8 @@ use algorithmia_datadog::telemetry::Counters;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+
+use common::Tally;
 
 /// Reads one datagram from the stand-in Agent.
 type Receive = Box<dyn Fn(&mut [u8]) -> std::io::Result<usize> + Send>;
@@ -147,52 +149,6 @@ fn main() {
     }
 }
 
-/// What the stand-in Agent received, reset between modes.
-#[derive(Default)]
-struct Tally {
-    points: AtomicU64,
-    calls: AtomicU64,
-    distribution_values: AtomicU64,
-    datagrams: AtomicU64,
-}
-
-impl Tally {
-    fn count(&self, datagram: &[u8]) {
-        let Ok(text) = std::str::from_utf8(datagram) else {
-            return;
-        };
-        let mut forwarded = false;
-        for line in text.split('\n').filter(|l| !common::is_self_monitoring(l)) {
-            forwarded = true;
-            self.points.fetch_add(1, Ordering::Relaxed);
-            if let Some(rest) = line.strip_prefix("algorithmia.calls:") {
-                let n = rest
-                    .split('|')
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0);
-                self.calls.fetch_add(n, Ordering::Relaxed);
-            } else if let Some((values, _)) = line.split_once("|d") {
-                let n = values.matches(':').count() as u64;
-                self.distribution_values.fetch_add(n, Ordering::Relaxed);
-            }
-        }
-        if forwarded {
-            self.datagrams.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn take(&self) -> (u64, u64, u64, u64) {
-        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
-        (
-            take(&self.points),
-            take(&self.calls),
-            take(&self.distribution_values),
-            take(&self.datagrams),
-        )
-    }
-}
-
 /// One mode's figures.
 struct Row {
     messages: u64,
@@ -283,13 +239,5 @@ fn reset_peak_rss() {
 }
 
 fn rss_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
+    common::process::status_kib(None, field)
 }

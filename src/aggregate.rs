@@ -47,6 +47,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::dogstatsd::{push_line, MetricKind, Value};
+use crate::hash::FastState;
 use crate::metrics::PointSink;
 
 /// Most distribution values one window buffers before it is closed early. At about 10 bytes a
@@ -129,7 +130,7 @@ struct Group {
     slots: Vec<Slot>,
     /// The first slot of each name (a name seen with two kinds has a second slot, found by a
     /// scan: that takes two fields whose names clean to the same, one a distribution).
-    by_name: HashMap<Box<str>, usize>,
+    by_name: HashMap<Box<str>, usize, FastState>,
     /// Where the next point of the current message is likely to be: messages of one model list
     /// their fields in the same order, so this usually finds the slot without hashing.
     cursor: usize,
@@ -141,7 +142,7 @@ impl Group {
             tags: tags.into(),
             timestamp,
             slots: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             cursor: 0,
         }
     }
@@ -171,7 +172,7 @@ impl Group {
 pub struct Window {
     groups: Vec<Group>,
     /// Tag set → the groups with those tags (one per timestamp second).
-    by_tags: HashMap<Box<str>, Vec<usize>>,
+    by_tags: HashMap<Box<str>, Vec<usize>, FastState>,
     /// The current message's tags and timestamp.
     tags: String,
     timestamp: Option<i64>,
@@ -191,7 +192,7 @@ impl Window {
     pub fn new(max_contexts: usize) -> Self {
         Window {
             groups: Vec::new(),
-            by_tags: HashMap::new(),
+            by_tags: HashMap::default(),
             tags: String::new(),
             timestamp: None,
             timed_group: None,

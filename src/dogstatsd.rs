@@ -133,7 +133,6 @@ impl MetricKind {
 #[derive(Debug, Default)]
 pub struct LineWriter {
     line: String,
-    value: String,
     tags: String,
     timestamp: Option<i64>,
 }
@@ -148,18 +147,19 @@ impl LineWriter {
 
     /// One point as a DogStatsD line, valid until the next call.
     pub fn render(&mut self, name: &str, kind: MetricKind, value: Value) -> &str {
-        self.value.clear();
-        value.write(&mut self.value);
-        self.line.clear();
-        push_line(
-            &mut self.line,
-            name,
-            &self.value,
-            kind,
-            &self.tags,
-            self.timestamp,
-        );
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        self.write(&mut line, name, kind, value);
+        self.line = line;
         &self.line
+    }
+
+    /// Appends one point as a DogStatsD line to `out` (no line break).
+    pub fn write(&self, out: &mut String, name: &str, kind: MetricKind, value: Value) {
+        out.push_str(name);
+        out.push(':');
+        value.write(out);
+        push_line_end(out, kind, &self.tags, self.timestamp);
     }
 }
 
@@ -177,6 +177,11 @@ pub fn push_line(
     out.push_str(name);
     out.push(':');
     out.push_str(values);
+    push_line_end(out, kind, tags, timestamp);
+}
+
+/// What follows a line's values: `|type[|#tags][|Tseconds]`.
+fn push_line_end(out: &mut String, kind: MetricKind, tags: &str, timestamp: Option<i64>) {
     out.push_str(kind.type_field());
     if !tags.is_empty() {
         out.push_str("|#");
@@ -251,5 +256,18 @@ pub fn push_tag_value(out: &mut String, value: &str, budget: usize) {
 }
 
 fn is_plain_tag_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.' | b'/')
+    PLAIN_TAG_BYTES[usize::from(b)]
 }
+
+/// The bytes a tag value keeps as they are: ASCII letters and digits, `_ - : . /`. A table, as
+/// every byte of every tag of every message is looked up.
+const PLAIN_TAG_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b':' | b'.' | b'/');
+        b += 1;
+    }
+    table
+};

@@ -278,7 +278,11 @@ impl PointSink for LinePerPoint<'_> {
 
     fn point(&mut self, name: &str, kind: MetricKind, value: Value) {
         count_sent(self.counters, kind, 1);
-        if self.sink.push_line(self.writer.render(name, kind, value)) == Written::Flushed {
+        let writer = &*self.writer;
+        let written = self
+            .sink
+            .push_with(|out| writer.write(out, name, kind, value));
+        if written == Written::Flushed {
             // Everything handed over before this message went out (this message is not handed
             // over until all its points are in).
             self.offsets.sink_caught_up();

@@ -7,14 +7,15 @@
 //! - [`decode`]: an Insights message, a flat JSON object, read without building a tree;
 //! - [`metrics`]: the mapping rules from fields to points (gauges, distributions, call counts);
 //! - [`aggregate`]: the points of a few seconds folded per context, as Datadog's clients do;
-//! - [`sink`]: datagram packing and the socket, through cadence;
+//! - [`sink`]: datagram packing, and [`datagrams`]: the sockets, many datagrams per system call;
 //! - [`forwarder`]: the stages after the source, one message at a time, and [`offsets`]: which
 //!   offsets that makes safe to store;
 //! - [`pipeline`]: the loop that drives them, and a clean stop;
 //! - [`shutdown`]: signals and the stop deadline;
 //! - [`telemetry`]: what the forwarder counts about itself.
 //!
-//! [`dogstatsd`] holds the wire format every stage writes.
+//! [`dogstatsd`] holds the wire format every stage writes; [`hash`] the hasher of the lookups
+//! made per message.
 //!
 //! [`embedded`] and [`demo`] run the same pipeline against an in-process Kafka; [`assets`]
 //! installs the bundled dashboard and monitors through the Datadog API.
@@ -24,11 +25,13 @@
 pub mod aggregate;
 pub mod assets;
 pub mod config;
+pub mod datagrams;
 pub mod decode;
 pub mod demo;
 pub mod dogstatsd;
 pub mod embedded;
 pub mod forwarder;
+pub mod hash;
 pub mod metrics;
 pub mod offsets;
 pub mod pipeline;

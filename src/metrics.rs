@@ -31,13 +31,51 @@
 //! );
 //! ```
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Instance;
 use crate::decode::{FieldValue, InsightsMessage};
 use crate::dogstatsd::{push_metric_name, push_tag_value, LineWriter, MAX_NAME_CHARS};
 use crate::dogstatsd::{MetricKind, Value};
+use crate::hash::FastState;
 use crate::telemetry::{Counters, SkipReason, TimestampIssue};
+
+/// Most field names whose rule the mapper remembers; past it, it starts over (a topic whose
+/// field names never repeat costs the rules' work on every field, and no memory).
+const MAX_REMEMBERED_FIELDS: usize = 4096;
+
+/// No rule (see [`FieldRule::next`]).
+const NO_RULE: usize = usize::MAX;
+
+/// What the mapping rules make of a field, whatever its value: worked out once per field name
+/// (operational fields, filters, name cleaning, the reserved name, distribution globs, tags)
+/// rather than on every message.
+#[derive(Debug, Clone)]
+struct FieldRule {
+    /// The field's name.
+    field: Box<str>,
+    /// Its place in `tag_fields` (the first, if it is listed twice).
+    tag: Option<usize>,
+    /// Whether it is the timestamp field.
+    timestamp: bool,
+    action: Action,
+    /// The rule of the field that came next the last time this one was seen: messages of one
+    /// model list their fields in the same order, so this finds the next field's rule with one
+    /// comparison, without hashing.
+    next: usize,
+}
+
+/// What becomes of a field's value.
+#[derive(Debug, Clone)]
+enum Action {
+    /// Never a metric, not counted as skipped.
+    Operational,
+    /// Skipped for a reason of its name, once its value is a number.
+    Skip(SkipReason),
+    /// A point: its full metric name and kind.
+    Metric { name: Box<str>, kind: MetricKind },
+}
 
 /// The backend drops points older than this (seconds).
 pub const MAX_TIMESTAMP_AGE_SECS: i64 = 3600;
@@ -69,6 +107,17 @@ pub struct MetricMapper {
     // Scratch buffers reused for every message.
     tags: String,
     name: String,
+    /// The rule of each field name seen lately: an index into `rules`.
+    rule_of: HashMap<Box<str>, usize, FastState>,
+    rules: Vec<FieldRule>,
+    /// The rule of the first field of the last message.
+    first_rule: usize,
+    /// For each of `tag_fields`, the first of them with the same name (a name listed twice
+    /// takes the same value twice).
+    tag_first: Vec<usize>,
+    // Per message: the rule of each field, and where each tag and the timestamp are.
+    field_rules: Vec<usize>,
+    tag_at: Vec<Option<usize>>,
 }
 
 /// Builder for [`MetricMapper`]; every setting starts at the configuration file's default.
@@ -134,7 +183,11 @@ impl MetricMapperBuilder {
         self
     }
     /// Finishes the mapper.
-    pub fn build(self) -> MetricMapper {
+    pub fn build(mut self) -> MetricMapper {
+        let tags = &self.mapper.tag_fields;
+        self.mapper.tag_first = (0..tags.len())
+            .map(|j| tags.iter().position(|t| *t == tags[j]).unwrap_or(j))
+            .collect();
         self.mapper
     }
 }
@@ -164,6 +217,12 @@ impl MetricMapper {
                 clock: None,
                 tags: String::with_capacity(256),
                 name: String::with_capacity(256),
+                rule_of: HashMap::default(),
+                rules: Vec::new(),
+                first_rule: NO_RULE,
+                tag_first: Vec::new(),
+                field_rules: Vec::new(),
+                tag_at: Vec::new(),
             },
         }
     }
@@ -222,9 +281,34 @@ impl MetricMapper {
         counters: &Counters,
         points: &mut impl PointSink,
     ) -> usize {
+        if self.rules.len() >= MAX_REMEMBERED_FIELDS {
+            // Between messages, so that no rule of the message at hand goes.
+            self.rules.clear();
+            self.rule_of.clear();
+            self.first_rule = NO_RULE;
+        }
+        // First the rules of the fields, and where the tags and the timestamp are.
+        self.field_rules.clear();
+        self.tag_at.clear();
+        self.tag_at.resize(self.tag_fields.len(), None);
+        let mut timestamp_at = None;
+        let mut previous = None;
+        for (i, field) in message.fields.iter().enumerate() {
+            let rule = self.rule(previous, field.name.as_ref());
+            previous = Some(rule);
+            self.field_rules.push(rule);
+            let rule = &self.rules[rule];
+            if let Some(t) = rule.tag {
+                // The first field of a name gives its tag, as `InsightsMessage::get` would.
+                self.tag_at[t].get_or_insert(i);
+            }
+            if rule.timestamp && timestamp_at.is_none() {
+                timestamp_at = Some(i);
+            }
+        }
         self.build_tags(message);
         let timestamp = if self.send_timestamps {
-            match self.timestamp_of(message) {
+            match self.timestamp_of(timestamp_at.map(|i| &message.fields[i].value)) {
                 Ok(ts) => Some(ts),
                 Err(issue) => {
                     counters.timestamp_issue(issue);
@@ -237,10 +321,9 @@ impl MetricMapper {
         points.begin(&self.tags, timestamp);
 
         let mut metrics = 0;
-        let mut name = std::mem::take(&mut self.name);
-        for field in &message.fields {
-            let field_name = field.name.as_ref();
-            if self.operational_fields.iter().any(|f| f == field_name) {
+        for (field, &rule) in message.fields.iter().zip(&self.field_rules) {
+            let action = &self.rules[rule].action;
+            if let Action::Operational = action {
                 continue;
             }
             let value = match self.value_of(&field.value) {
@@ -250,30 +333,15 @@ impl MetricMapper {
                     continue;
                 }
             };
-            if !self.passes_filters(field_name) {
-                counters.skip(SkipReason::Filtered);
-                continue;
+            match action {
+                Action::Metric { name, kind } => {
+                    points.point(name, *kind, value);
+                    metrics += 1;
+                }
+                Action::Skip(reason) => counters.skip(*reason),
+                Action::Operational => {}
             }
-            if !field_name.chars().any(|c| c.is_ascii_alphanumeric()) {
-                counters.skip(SkipReason::InvalidName);
-                continue;
-            }
-            name.clear();
-            push_metric_name(&mut name, &self.name_prefix, field_name);
-            if name == self.calls_name {
-                // The call count owns this name: a field of the same name would corrupt it.
-                counters.skip(SkipReason::ReservedName);
-                continue;
-            }
-            let kind = if self.is_distribution(field_name) {
-                MetricKind::Distribution
-            } else {
-                MetricKind::Gauge
-            };
-            points.point(&name, kind, value);
-            metrics += 1;
         }
-        self.name = name;
         points.point(&self.calls_name, MetricKind::Count, Value::UInt(1));
         if metrics == 0 {
             counters
@@ -281,6 +349,76 @@ impl MetricMapper {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         metrics
+    }
+
+    /// The index in `rules` of the rule of field `field_name`, which follows the field whose
+    /// rule is `previous` (`None` for the first field); worked out if the name is new.
+    fn rule(&mut self, previous: Option<usize>, field_name: &str) -> usize {
+        let guess = match previous {
+            Some(p) => self.rules[p].next,
+            None => self.first_rule,
+        };
+        if self
+            .rules
+            .get(guess)
+            .is_some_and(|r| *r.field == *field_name)
+        {
+            return guess;
+        }
+        let found = match self.rule_of.get(field_name) {
+            Some(&i) => i,
+            None => {
+                let rule = self.rule_for(field_name);
+                self.rules.push(rule);
+                self.rule_of.insert(field_name.into(), self.rules.len() - 1);
+                self.rules.len() - 1
+            }
+        };
+        match previous {
+            Some(p) => self.rules[p].next = found,
+            None => self.first_rule = found,
+        }
+        found
+    }
+
+    /// The rules that depend on a field's name only (its value is judged in between the
+    /// operational fields and the others: see [`MetricMapper::map_points`]).
+    fn rule_for(&mut self, field_name: &str) -> FieldRule {
+        let action = self.action_for(field_name);
+        FieldRule {
+            field: field_name.into(),
+            tag: self.tag_fields.iter().position(|t| t == field_name),
+            timestamp: self.send_timestamps && self.timestamp_field == field_name,
+            action,
+            next: NO_RULE,
+        }
+    }
+
+    fn action_for(&mut self, field_name: &str) -> Action {
+        if self.operational_fields.iter().any(|f| f == field_name) {
+            return Action::Operational;
+        }
+        if !self.passes_filters(field_name) {
+            return Action::Skip(SkipReason::Filtered);
+        }
+        if !field_name.chars().any(|c| c.is_ascii_alphanumeric()) {
+            return Action::Skip(SkipReason::InvalidName);
+        }
+        self.name.clear();
+        push_metric_name(&mut self.name, &self.name_prefix, field_name);
+        if self.name == self.calls_name {
+            // The call count owns this name: a field of the same name would corrupt it.
+            return Action::Skip(SkipReason::ReservedName);
+        }
+        let kind = if self.is_distribution(field_name) {
+            MetricKind::Distribution
+        } else {
+            MetricKind::Gauge
+        };
+        Action::Metric {
+            name: self.name.as_str().into(),
+            kind,
+        }
     }
 
     /// The name of the per-model call count, `<prefix>.calls`.
@@ -292,12 +430,14 @@ impl MetricMapper {
         !self.distributions.is_empty() && self.distributions.iter().any(|p| glob_match(p, field))
     }
 
+    /// The message's tags, from the tag fields the first pass found.
     fn build_tags(&mut self, message: &InsightsMessage<'_>) {
         self.tags.clear();
-        for key in &self.tag_fields {
-            let Some(value) = message.get(key) else {
+        for (key, &first) in self.tag_fields.iter().zip(&self.tag_first) {
+            let Some(at) = self.tag_at[first] else {
                 continue;
             };
+            let value = &message.fields[at].value;
             let start = self.tags.len();
             if start > 0 {
                 self.tags.push(',');
@@ -358,10 +498,9 @@ impl MetricMapper {
             && !self.exclude.iter().any(|p| glob_match(p, name))
     }
 
-    fn timestamp_of(&self, message: &InsightsMessage<'_>) -> Result<i64, TimestampIssue> {
-        let value = message
-            .get(&self.timestamp_field)
-            .ok_or(TimestampIssue::Missing)?;
+    /// The message's time, from the value of its (first) timestamp field.
+    fn timestamp_of(&self, value: Option<&FieldValue<'_>>) -> Result<i64, TimestampIssue> {
+        let value = value.ok_or(TimestampIssue::Missing)?;
         let ts = parse_timestamp(value).ok_or(TimestampIssue::Unparseable)?;
         let now = self.clock.unwrap_or_else(unix_now);
         if ts < now - MAX_TIMESTAMP_AGE_SECS || ts > now + MAX_TIMESTAMP_LEAD_SECS {

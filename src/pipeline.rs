@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::Message;
 
 use crate::config::{Config, Instance};
+use crate::datagrams::{OneByOne, SendDatagrams};
 use crate::forwarder::Forwarder;
 use crate::metrics::MetricMapper;
 use crate::sink::{open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport};
@@ -31,6 +32,9 @@ pub const STORE_INTERVAL: Duration = Duration::from_millis(200);
 /// costs microseconds, so a second between attempts keeps the wait idle and the recovery prompt.
 const RETRY_FIRST: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(1);
+
+/// Most messages handled between two clock reads (deadlines move by a few microseconds).
+const BURST: usize = 64;
 
 /// The longest `poll` wait, so that the stop flag is seen promptly.
 const MAX_POLL_WAIT: Duration = Duration::from_millis(100);
@@ -200,13 +204,13 @@ pub fn run_instance(
         topic: instance.topic.clone(),
         source,
     };
-    let transport: Box<dyn cadence::MetricSink + Send + Sync> = match options.output {
+    let transport: Box<dyn SendDatagrams> = match options.output {
         Output::Send => Box::new(open_destination(config)?),
-        Output::Print => Box::new(StdoutMetricSink),
-        Output::SendAndPrint => Box::new(TeeMetricSink(
+        Output::Print => Box::new(OneByOne(StdoutMetricSink)),
+        Output::SendAndPrint => Box::new(OneByOne(TeeMetricSink(
             Box::new(open_destination(config)?),
             StdoutMetricSink,
-        )),
+        ))),
     };
     let sink = DogStatsdSink::builder_boxed(transport, config.dogstatsd.max_datagram_bytes())
         .counters(counters.clone())
@@ -365,25 +369,42 @@ fn consume(
             // Again each time: partitions may have been assigned since.
             set_paused(consumer, true);
         }
-        let polled = consumer.poll(wait);
-        let mut forwarder = context.lock_forwarder();
-        match polled {
-            Some(Ok(message)) => {
-                counters.health.kafka_ok();
-                forwarder.handle(message.partition(), message.offset(), message.payload());
-            }
-            Some(Err(e)) => {
-                context.kafka_error(&e, None);
-                if let Some((_, reason)) = consumer.client().fatal_error() {
-                    return Err(RunError::Fatal {
-                        index: instance.index,
-                        topic: instance.topic.clone(),
-                        reason,
-                    });
+        let mut polled = consumer.poll(wait);
+        // What librdkafka already fetched is taken in a burst without waiting, and the clock is
+        // read once for the burst: a clock read costs a tenth of a message's work.
+        let mut taken = 0;
+        loop {
+            let mut forwarder = context.lock_forwarder();
+            match polled {
+                Some(Ok(message)) => {
+                    counters.health.kafka_ok();
+                    forwarder.handle(message.partition(), message.offset(), message.payload());
                 }
+                Some(Err(e)) => {
+                    context.kafka_error(&e, None);
+                    if let Some((_, reason)) = consumer.client().fatal_error() {
+                        return Err(RunError::Fatal {
+                            index: instance.index,
+                            topic: instance.topic.clone(),
+                            reason,
+                        });
+                    }
+                    break;
+                }
+                None => break,
             }
-            None => {}
+            taken += 1;
+            let reached_max = options
+                .max_messages
+                .is_some_and(|max| counters.messages.load(Ordering::Relaxed) >= max);
+            if taken == BURST || retry.is_some() || forwarder.is_blocked() || reached_max {
+                break;
+            }
+            // The forwarder is unlocked while polling: a rebalance callback locks it.
+            drop(forwarder);
+            polled = consumer.poll(Duration::ZERO);
         }
+        let mut forwarder = context.lock_forwarder();
         let now = Instant::now();
         // A window written now has its offsets committed at once rather than at the next
         // auto-commit, so that a crash replays next to nothing that reached the Agent.

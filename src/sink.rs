@@ -1,10 +1,11 @@
-//! The DogStatsD sink: packs lines into datagrams and writes them through a cadence
-//! [`MetricSink`] (UDP, Unix datagram socket, or standard output for `--dry-run`).
+//! The DogStatsD sink: packs lines into datagrams and writes them, many per system call, to the
+//! Agent's UDP port or Unix datagram socket ([`crate::datagrams`]), or through any cadence
+//! [`MetricSink`] (standard output for `--dry-run`).
 //!
 //! The sink knows exactly when data has left the process, which is what the source needs to
-//! store offsets: [`DogStatsdSink::push_line`] returns [`Written::Flushed`] when the buffer, and
-//! so every line pushed before, was accepted by the socket, and [`DogStatsdSink::flush`] returns
-//! `true` when nothing at all is left unsent.
+//! store offsets: [`DogStatsdSink::push_line`] returns [`Written::Flushed`] when the packed
+//! datagrams, and so every line pushed before, were accepted by the socket, and
+//! [`DogStatsdSink::flush`] returns `true` when nothing at all is left unsent.
 //!
 //! It never sleeps: when a write fails (the Agent restarts, its socket is missing or full) the
 //! sink turns *blocked*, keeps the unsent datagram and holds back every further line, and the
@@ -30,9 +31,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cadence::{MetricSink, UdpMetricSink, UnixMetricSink};
+use cadence::MetricSink;
 
 use crate::config::Destination;
+use crate::datagrams::{
+    send_one_by_one, OneByOne, Packed, SendDatagrams, UdpDestination, UnixDestination,
+};
 use crate::telemetry::Counters;
 
 /// How long datagrams may wait in the buffer before they are sent anyway.
@@ -74,14 +78,32 @@ impl MetricSink for TeeMetricSink {
     }
 }
 
-/// A cadence sink for one of the destinations the configuration allows.
+/// One of the destinations the configuration allows.
 pub enum Transport {
     /// `udp://host:port`.
-    Udp(UdpMetricSink),
+    Udp(UdpDestination),
     /// `unix:///path`, a datagram socket.
-    Unix(UnixMetricSink),
+    Unix(UnixDestination),
     /// Standard output (`--dry-run`).
     Stdout(StdoutMetricSink),
+}
+
+impl SendDatagrams for Transport {
+    fn send(&mut self, datagrams: &Packed) -> (usize, Option<io::Error>) {
+        match self {
+            Transport::Udp(udp) => udp.send(datagrams),
+            Transport::Unix(unix) => unix.send(datagrams),
+            Transport::Stdout(stdout) => send_one_by_one(stdout, datagrams),
+        }
+    }
+
+    fn batch(&self) -> usize {
+        match self {
+            Transport::Udp(udp) => udp.batch(),
+            Transport::Unix(unix) => unix.batch(),
+            Transport::Stdout(_) => 1,
+        }
+    }
 }
 
 impl MetricSink for Transport {
@@ -94,7 +116,7 @@ impl MetricSink for Transport {
     }
 }
 
-/// Opens the cadence sink for a destination.
+/// Opens a destination.
 pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
     match destination {
         Destination::Udp(addr) => {
@@ -117,27 +139,26 @@ pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
             } else {
                 "[::]:0"
             })?;
-            let sink = UdpMetricSink::from(target, socket).map_err(|e| {
-                io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("cannot use {addr}: {e}"),
-                )
-            })?;
-            Ok(Transport::Udp(sink))
+            Ok(Transport::Udp(UdpDestination::new(socket, target)))
         }
         Destination::Unix(path) => {
             let socket = UnixDatagram::unbound()?;
             // A full Agent socket blocks the sender: bound that so a stop is never held up.
             socket.set_write_timeout(Some(Duration::from_secs(1)))?;
-            Ok(Transport::Unix(UnixMetricSink::from(path, socket)))
+            Ok(Transport::Unix(UnixDestination::new(socket, path)))
         }
     }
 }
 
 /// Packs DogStatsD lines into datagrams of at most `max_datagram` bytes.
 pub struct DogStatsdSink {
-    transport: Box<dyn MetricSink + Send + Sync>,
+    transport: Box<dyn SendDatagrams>,
+    /// Full datagrams not written yet: up to the transport's batch.
+    packed: Packed,
+    /// The datagram being filled.
     buffer: String,
+    /// The line that did not fit, on its way to the next datagram.
+    spare: String,
     /// Lines pushed while blocked, in order, waiting for the buffer to go out.
     held_back: Vec<String>,
     blocked: bool,
@@ -179,22 +200,25 @@ impl DogStatsdSinkBuilder {
 }
 
 impl DogStatsdSink {
-    /// A sink writing through `transport`, packing up to `max_datagram` bytes per datagram.
+    /// A sink writing each datagram through the cadence sink `transport`, packing up to
+    /// `max_datagram` bytes per datagram.
     pub fn builder(
         transport: impl MetricSink + Send + Sync + 'static,
         max_datagram: usize,
     ) -> DogStatsdSinkBuilder {
-        Self::builder_boxed(Box::new(transport), max_datagram)
+        Self::builder_boxed(Box::new(OneByOne(transport)), max_datagram)
     }
 
-    /// Like [`DogStatsdSink::builder`] for an already boxed transport.
+    /// A sink writing through `transport`, as many datagrams at a time as it takes.
     pub fn builder_boxed(
-        transport: Box<dyn MetricSink + Send + Sync>,
+        transport: Box<dyn SendDatagrams>,
         max_datagram: usize,
     ) -> DogStatsdSinkBuilder {
         DogStatsdSinkBuilder {
             sink: DogStatsdSink {
                 transport,
+                packed: Packed::default(),
+                spare: String::new(),
                 buffer: String::with_capacity(max_datagram),
                 held_back: Vec::new(),
                 blocked: false,
@@ -206,41 +230,68 @@ impl DogStatsdSink {
         }
     }
 
-    /// Adds one line (no trailing newline). Sends the buffer first if the line does not fit.
+    /// Adds one line (no trailing newline). If the line does not fit the datagram being filled,
+    /// that datagram is packed first, and the packed datagrams are written once they make a
+    /// batch.
     ///
     /// A line longer than a datagram is sent on its own: cutting it would corrupt it.
     pub fn push_line(&mut self, line: &str) -> Written {
+        self.push_with(|out| out.push_str(line))
+    }
+
+    /// Like [`DogStatsdSink::push_line`] for the line that `render` appends to a string: it is
+    /// rendered in place, in the datagram being filled, rather than copied there.
+    pub fn push_with(&mut self, render: impl FnOnce(&mut String)) -> Written {
         if self.blocked {
-            self.held_back.push(line.to_string());
+            let mut line = String::new();
+            render(&mut line);
+            self.held_back.push(line);
             return Written::Blocked;
         }
-        let needed = if self.buffer.is_empty() {
-            line.len()
-        } else {
-            self.buffer.len() + 1 + line.len()
-        };
-        let mut written = Written::Buffered;
-        if needed > self.max_datagram && !self.buffer.is_empty() {
-            if !self.send_buffer() {
-                self.held_back.push(line.to_string());
-                return Written::Blocked;
-            }
-            written = Written::Flushed;
-        }
-        if self.buffer.is_empty() {
+        if self.oldest.is_none() {
             self.oldest = Some(Instant::now());
-        } else {
+        }
+        let start = self.buffer.len();
+        if start > 0 {
             self.buffer.push('\n');
         }
-        self.buffer.push_str(line);
-        written
+        render(&mut self.buffer);
+        if self.buffer.len() <= self.max_datagram || start == 0 {
+            return Written::Buffered;
+        }
+        // It does not fit: the datagram so far is packed, and the line starts the next one.
+        self.spare.clear();
+        self.spare.push_str(&self.buffer[start + 1..]);
+        self.buffer.truncate(start);
+        self.pack_buffer();
+        std::mem::swap(&mut self.buffer, &mut self.spare);
+        if self.packed.len() < self.transport.batch() {
+            return Written::Buffered;
+        }
+        // The line waits in the buffer: only what was packed goes.
+        if self.send_packed() {
+            self.oldest = Some(Instant::now());
+            Written::Flushed
+        } else {
+            self.held_back.push(std::mem::take(&mut self.buffer));
+            Written::Blocked
+        }
+    }
+
+    /// The datagram being filled joins the packed ones.
+    fn pack_buffer(&mut self) {
+        if !self.buffer.is_empty() {
+            self.packed.push(&self.buffer);
+            self.buffer.clear();
+        }
     }
 
     /// Tries to send everything not sent yet: the buffer, then the held-back lines, packed.
     /// Returns `true` when nothing is left, `false` (and the sink stays or turns blocked) when a
     /// write failed. One attempt per datagram: the caller decides when to try again.
     pub fn flush(&mut self) -> bool {
-        if !self.buffer.is_empty() && !self.send_buffer() {
+        self.pack_buffer();
+        if !self.packed.is_empty() && !self.send_packed() {
             return false;
         }
         self.blocked = false;
@@ -253,7 +304,8 @@ impl DogStatsdSink {
                 return false;
             }
         }
-        let flushed = self.buffer.is_empty() || self.send_buffer();
+        self.pack_buffer();
+        let flushed = self.packed.is_empty() || self.send_packed();
         if flushed {
             if let Some(outage) = self.outage.take() {
                 log::info!(
@@ -283,26 +335,32 @@ impl DogStatsdSink {
 
     /// Whether nothing waits to be sent.
     pub fn is_empty(&self) -> bool {
-        self.buffer.is_empty() && self.held_back.is_empty()
+        self.buffer.is_empty() && self.packed.is_empty() && self.held_back.is_empty()
     }
 
-    /// One write of the buffer. On failure the buffer is kept and the sink is blocked.
-    fn send_buffer(&mut self) -> bool {
-        match self.transport.emit(&self.buffer) {
-            Ok(_) => {
-                self.counters.health.sink_ok();
-                if let Some(outage) = &mut self.outage {
-                    outage.resent += 1;
-                }
-                self.counters.datagrams.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .bytes
-                    .fetch_add(self.buffer.len() as u64, Ordering::Relaxed);
-                self.buffer.clear();
-                self.oldest = None;
-                true
+    /// One attempt to write the packed datagrams. On failure the unwritten ones are kept and
+    /// the sink is blocked.
+    fn send_packed(&mut self) -> bool {
+        let (sent, error) = self.transport.send(&self.packed);
+        if sent > 0 {
+            self.counters.health.sink_ok();
+            if let Some(outage) = &mut self.outage {
+                outage.resent += sent as u64;
             }
-            Err(e) => {
+            self.counters
+                .datagrams
+                .fetch_add(sent as u64, Ordering::Relaxed);
+            self.counters
+                .bytes
+                .fetch_add(self.packed.bytes_of_first(sent) as u64, Ordering::Relaxed);
+            self.packed.remove_first(sent);
+        }
+        if self.packed.is_empty() && self.buffer.is_empty() {
+            self.oldest = None;
+        }
+        match error {
+            None => true,
+            Some(e) => {
                 self.blocked = true;
                 self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
                 self.counters.health.sink_failed(&e.to_string());
@@ -520,5 +578,73 @@ mod tests {
         let mut buf = [0u8; 64];
         let n = agent.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"a:1|g");
+    }
+
+    /// Takes `batch` datagrams per write, the first write only `accept_first` of them.
+    struct Batches {
+        batch: usize,
+        accept_first: Option<usize>,
+        writes: Arc<std::sync::Mutex<Vec<Vec<String>>>>,
+    }
+
+    impl SendDatagrams for Batches {
+        fn send(&mut self, datagrams: &Packed) -> (usize, Option<io::Error>) {
+            let all: Vec<String> = datagrams.iter().map(str::to_string).collect();
+            let n = self.accept_first.take().unwrap_or(all.len()).min(all.len());
+            self.writes.lock().unwrap().push(all[..n].to_vec());
+            let error = (n < all.len()).then(|| io::Error::other("socket full"));
+            (n, error)
+        }
+        fn batch(&self) -> usize {
+            self.batch
+        }
+    }
+
+    #[test]
+    fn datagrams_are_written_a_batch_at_a_time_and_flushed_only_then() {
+        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let transport = Batches {
+            batch: 3,
+            accept_first: None,
+            writes: writes.clone(),
+        };
+        let mut sink = DogStatsdSink::builder_boxed(Box::new(transport), 5).build();
+        let mut results = Vec::new();
+        for line in ["a:1|g", "b:1|g", "c:1|g", "d:1|g", "e:1|g"] {
+            results.push(sink.push_line(line));
+        }
+        use Written::{Buffered, Flushed};
+        // Each line fills a datagram: the fourth line packs the third datagram, a batch.
+        assert_eq!(results, [Buffered, Buffered, Buffered, Flushed, Buffered]);
+        assert_eq!(*writes.lock().unwrap(), [["a:1|g", "b:1|g", "c:1|g"]]);
+        assert!(sink.flush_deadline().is_some(), "e and d wait");
+        assert!(sink.flush());
+        assert_eq!(writes.lock().unwrap()[1], ["d:1|g", "e:1|g"]);
+        assert!(sink.is_empty() && sink.flush_deadline().is_none());
+    }
+
+    #[test]
+    fn a_batch_written_in_part_keeps_the_rest_and_blocks() {
+        let writes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let transport = Batches {
+            batch: 3,
+            accept_first: Some(1),
+            writes: writes.clone(),
+        };
+        let counters = Arc::new(Counters::default());
+        let mut sink = DogStatsdSink::builder_boxed(Box::new(transport), 5)
+            .counters(counters.clone())
+            .build();
+        for line in ["a:1|g", "b:1|g", "c:1|g"] {
+            assert_eq!(sink.push_line(line), Written::Buffered);
+        }
+        assert_eq!(sink.push_line("d:1|g"), Written::Blocked);
+        assert!(sink.is_blocked());
+        assert_eq!(sink.push_line("e:1|g"), Written::Blocked);
+        assert!(sink.flush());
+        let written: Vec<String> = writes.lock().unwrap().concat();
+        assert_eq!(written, ["a:1|g", "b:1|g", "c:1|g", "d:1|g", "e:1|g"]);
+        let snapshot = counters.snapshot();
+        assert_eq!((snapshot.datagrams, snapshot.send_errors), (5, 1));
     }
 }

@@ -10,7 +10,7 @@ pub mod tls;
 use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use algorithmia_datadog::config::Config;
@@ -377,4 +377,57 @@ pub fn insights_message(seq: u64) -> Vec<u8> {
         seq % 1000
     )
     .into_bytes()
+}
+
+/// What a stand-in Agent received (the benchmarks), since the last [`Tally::take`]: the forwarded
+/// lines (not the self-monitoring), the sum of the `algorithmia.calls` counts, the distribution
+/// values, and the datagrams that held forwarded lines. Counted from the bytes, cheaply, so that
+/// the receiver keeps up with the forwarder on a shared machine.
+#[derive(Default)]
+pub struct Tally {
+    pub points: AtomicU64,
+    pub calls: AtomicU64,
+    pub distribution_values: AtomicU64,
+    pub datagrams: AtomicU64,
+}
+
+impl Tally {
+    /// Counts one datagram.
+    pub fn count(&self, datagram: &[u8]) {
+        let (mut points, mut calls, mut values) = (0, 0, 0);
+        for line in datagram.split(|&b| b == b'\n') {
+            if line.starts_with(b"algorithmia.forwarder.") || line.starts_with(b"_sc|") {
+                continue;
+            }
+            points += 1;
+            if let Some(rest) = line.strip_prefix(b"algorithmia.calls:") {
+                calls += rest
+                    .iter()
+                    .take_while(|b| b.is_ascii_digit())
+                    .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            } else if let Some(bar) = line.iter().position(|&b| b == b'|') {
+                if line.get(bar + 1) == Some(&b'd') {
+                    values += line[..bar].iter().filter(|&&b| b == b':').count() as u64;
+                }
+            }
+        }
+        if points > 0 {
+            self.points.fetch_add(points, Ordering::Relaxed);
+            self.calls.fetch_add(calls, Ordering::Relaxed);
+            self.distribution_values
+                .fetch_add(values, Ordering::Relaxed);
+            self.datagrams.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (points, calls, distribution values, datagrams) since the last call, and starts over.
+    pub fn take(&self) -> (u64, u64, u64, u64) {
+        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+        (
+            take(&self.points),
+            take(&self.calls),
+            take(&self.distribution_values),
+            take(&self.datagrams),
+        )
+    }
 }

@@ -217,3 +217,18 @@ pub fn cpu_time(pid: u32) -> Duration {
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_millis(ticks * 1000 / per_second)
 }
+
+/// A `/proc/PID/status` field in KiB (`VmHWM:`, `VmRSS:`) of process `pid`, or of this process;
+/// 0 if unreadable.
+pub fn status_kib(pid: Option<u32>, field: &str) -> u64 {
+    let process = pid.map_or("self".to_string(), |p| p.to_string());
+    std::fs::read_to_string(format!("/proc/{process}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
