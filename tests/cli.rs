@@ -397,8 +397,11 @@ fn with_no_broker_listening_each_problem_is_logged_once() {
     );
 }
 
+/// The outage's end ("reachable again", once) is tested against a broker process in
+/// `tests/end_to_end.rs`: bringing a mock broker back up re-binds its port, which another socket
+/// may have taken meanwhile, and librdkafka's mock then aborts the whole test process.
 #[test]
-fn a_broker_outage_is_logged_when_it_starts_and_once_when_it_ends() {
+fn a_broker_outage_is_logged_once_per_problem() {
     let s = setup(
         r#"{"seq":1}"#,
         "      reconnect.backoff.ms: 50\n      reconnect.backoff.max.ms: 200\n      statistics.interval.ms: 500\n",
@@ -415,13 +418,11 @@ fn a_broker_outage_is_logged_when_it_starts_and_once_when_it_ends() {
     s.kafka.set_broker_up(1, false).unwrap();
     std::thread::sleep(Duration::from_secs(4));
     let during = problems(&watched.lines()[before..]);
-    s.kafka.set_broker_up(1, true).unwrap();
-    let (ended, code, _, all) = watched.stop_after_line(|w| &w.stderr, "reachable again after");
-    assert!(ended, "no line saying the outage ended: {all:#?}");
+    let (code, _, all) = watched.stop();
     assert_eq!(code, Some(0));
 
-    // Four seconds of reconnection attempts every 200 ms or less: a few distinct problems
-    // (the connection fails, all brokers are down, a commit or the group fails), each said once.
+    // Four seconds of reconnection attempts every 200 ms or less: the outage, and at most a
+    // few other kinds of problem (a commit or the group fails), each said once.
     assert!(
         !during.is_empty() && during.len() <= 4,
         "one line per distinct problem: {during:#?}"
@@ -430,11 +431,6 @@ fn a_broker_outage_is_logged_when_it_starts_and_once_when_it_ends() {
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), during.len(), "{during:#?}");
-    let ends: Vec<&String> = all
-        .iter()
-        .filter(|l| l.contains("reachable again after"))
-        .collect();
-    assert_eq!(ends.len(), 1, "{all:#?}");
     assert!(all.iter().all(|l| !l.contains("(0 ")), "{all:#?}");
 }
 
