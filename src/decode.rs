@@ -56,6 +56,17 @@ pub struct InsightsMessage<'a> {
 }
 
 impl<'a> InsightsMessage<'a> {
+    /// The fields' vector, emptied, to decode the next message into (see [`decode_reusing`]):
+    /// one allocation less per message.
+    pub fn recycle(self) -> Vec<Field<'static>> {
+        let mut fields = self.fields;
+        fields.clear();
+        // An empty vector collected into one of the same layout keeps its allocation. (`filter`
+        // would keep the borrowed lifetime: the item type must change.)
+        #[allow(clippy::unnecessary_filter_map)]
+        fields.into_iter().filter_map(|_| None).collect()
+    }
+
     /// The first field with this name.
     pub fn get(&self, name: &str) -> Option<&FieldValue<'a>> {
         self.fields
@@ -115,16 +126,35 @@ impl std::error::Error for DecodeError {}
 /// holds one of them is read again with those words turned into strings; the mapping rules then
 /// skip them as non-finite. That copy is only made on this failure path.
 pub fn decode(payload: &[u8]) -> Result<InsightsMessage<'_>, DecodeError> {
+    decode_reusing(payload, Vec::new())
+}
+
+/// Like [`decode`], decoding into `fields` (empty; from [`InsightsMessage::recycle`]) when the
+/// message is a flat object of plain values.
+///
+/// ```
+/// use algorithmia_datadog::decode::{decode_reusing, FieldValue};
+///
+/// let first = decode_reusing(br#"{"a":1,"b":2}"#, Vec::new()).unwrap();
+/// let fields = first.recycle();
+/// assert!(fields.is_empty() && fields.capacity() >= 2);
+/// let second = decode_reusing(br#"{"c":"x"}"#, fields).unwrap();
+/// assert_eq!(second.get("c"), Some(&FieldValue::Str("x".into())));
+/// ```
+pub fn decode_reusing<'a>(
+    payload: &'a [u8],
+    fields: Vec<Field<'static>>,
+) -> Result<InsightsMessage<'a>, DecodeError> {
     if payload.is_empty() {
         return Err(DecodeError::Empty);
     }
     let text = std::str::from_utf8(payload).map_err(|e| DecodeError::NotUtf8 {
         at: e.valid_up_to(),
     })?;
-    match parse(text) {
+    match parse(text, fields) {
         Ok(message) => Ok(message),
         Err(DecodeError::InvalidJson(first)) => match quote_non_finite_words(text) {
-            Some(repaired) => parse(&repaired)
+            Some(repaired) => parse(&repaired, Vec::new())
                 .map(into_owned)
                 .map_err(|_| DecodeError::InvalidJson(first)),
             None => Err(DecodeError::InvalidJson(first)),
@@ -135,8 +165,11 @@ pub fn decode(payload: &[u8]) -> Result<InsightsMessage<'_>, DecodeError> {
 
 /// A flat object of plain values (nearly every Insights message) in one pass of our own, anything
 /// else through serde_json: see [`flat`].
-fn parse(text: &str) -> Result<InsightsMessage<'_>, DecodeError> {
-    match flat::parse(text) {
+fn parse<'a>(
+    text: &'a str,
+    fields: Vec<Field<'static>>,
+) -> Result<InsightsMessage<'a>, DecodeError> {
+    match flat::parse(text, fields) {
         Some(message) => Ok(message),
         None => parse_with_serde(text),
     }

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::aggregate::{window_end, Window};
-use crate::decode::decode;
+use crate::decode::{decode_reusing, Field};
 use crate::dogstatsd::{LineWriter, MetricKind, Value};
 use crate::metrics::{MetricMapper, PointSink};
 use crate::offsets::OffsetTracker;
@@ -65,6 +65,8 @@ pub struct Forwarder {
     topic: String,
     /// The point-per-line path's buffers.
     lines: LineWriter,
+    /// The decoded fields' vector, kept from one message to the next.
+    spare_fields: Vec<Field<'static>>,
 }
 
 /// Builder for [`Forwarder`].
@@ -118,6 +120,7 @@ impl Forwarder {
                 reject_log: LogLimiter::new(10, Duration::from_secs(10)),
                 topic: String::new(),
                 lines: LineWriter::default(),
+                spare_fields: Vec::new(),
             },
             max_contexts: crate::config::DEFAULT_MAX_CONTEXTS,
         }
@@ -127,25 +130,29 @@ impl Forwarder {
     /// its offset moves on like any other, so it never stalls its partition.
     pub fn handle(&mut self, partition: i32, offset: i64, payload: Option<&[u8]>) {
         self.counters.messages.fetch_add(1, Ordering::Relaxed);
-        match decode(payload.unwrap_or_default()) {
-            Ok(message) => match &mut self.window {
-                Some(window) => {
-                    self.mapper.map_points(&message, &self.counters, window);
-                    if self.window_deadline.is_none() && !window.is_empty() {
-                        self.window_deadline =
-                            Some(window_end(self.interval, Instant::now(), SystemTime::now()));
+        let fields = std::mem::take(&mut self.spare_fields);
+        match decode_reusing(payload.unwrap_or_default(), fields) {
+            Ok(message) => {
+                match &mut self.window {
+                    Some(window) => {
+                        self.mapper.map_points(&message, &self.counters, window);
+                        if self.window_deadline.is_none() && !window.is_empty() {
+                            self.window_deadline =
+                                Some(window_end(self.interval, Instant::now(), SystemTime::now()));
+                        }
+                    }
+                    None => {
+                        let mut lines = LinePerPoint {
+                            writer: &mut self.lines,
+                            sink: &mut self.sink,
+                            offsets: &mut self.offsets,
+                            counters: &self.counters,
+                        };
+                        self.mapper.map_points(&message, &self.counters, &mut lines);
                     }
                 }
-                None => {
-                    let mut lines = LinePerPoint {
-                        writer: &mut self.lines,
-                        sink: &mut self.sink,
-                        offsets: &mut self.offsets,
-                        counters: &self.counters,
-                    };
-                    self.mapper.map_points(&message, &self.counters, &mut lines);
-                }
-            },
+                self.spare_fields = message.recycle();
+            }
             Err(e) => {
                 self.counters.reject(e.reason());
                 if let Some(suppressed) = self.reject_log.allow() {
