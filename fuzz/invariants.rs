@@ -610,9 +610,25 @@ pub fn fake_env(name: &str) -> Option<String> {
     Some(value.to_string())
 }
 
-/// Whether `text` holds the canary, or may expand to it.
+/// Whether `text` holds the canary, or may expand to it (`${KAFKA_PASSWORD}`, or `CANA${EMPTY}RY`).
 fn holds_canary(text: &str) -> bool {
-    text.contains(CANARY) || text.contains("KAFKA_PASSWORD")
+    let mut expanded = String::new();
+    let mut rest = text;
+    while let Some((before, after)) = rest.split_once("${") {
+        expanded.push_str(before);
+        match after.split_once('}') {
+            Some((name, tail)) => {
+                expanded.push_str(&fake_env(name).unwrap_or_default());
+                rest = tail;
+            }
+            None => {
+                expanded.push_str("${");
+                rest = after;
+            }
+        }
+    }
+    expanded.push_str(rest);
+    text.contains(CANARY) || text.contains("KAFKA_PASSWORD") || expanded.contains(CANARY)
 }
 
 /// Whether the canary stands only where a secret belongs: `sasl_password` and the secret
