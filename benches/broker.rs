@@ -32,7 +32,8 @@
 //! this executable again, with `--instructions MODE N`. And, in the default mode, how long a lone
 //! message produced after the backlog takes to reach the socket (`BENCH_LATENCY=0` skips it).
 //!
-//! `BENCH_CHECK=1` exits with an error when a mode loses or duplicates calls, or forwards at less
+//! `BENCH_FORWARDER=PATH` runs another build of the forwarder (to compare two builds in one run
+//! of the same broker and raw drains). `BENCH_CHECK=1` exits with an error when a mode loses or duplicates calls, or forwards at less
 //! than half its target ratio to the raw drain (a gross regression, for CI).
 
 use std::os::fd::AsRawFd;
@@ -322,6 +323,21 @@ fn orchestrate() {
     if check && !failures.is_empty() {
         std::process::exit(1);
     }
+}
+
+/// The forwarder binary with a clean environment: this build's, or `BENCH_FORWARDER`, another
+/// build to compare with (the raw drains and the receivers stay the same).
+fn forwarder_command(dir: &Path) -> std::process::Command {
+    let mut cmd = common::process::forwarder(dir);
+    if let Some(other) = std::env::var_os("BENCH_FORWARDER") {
+        let mut replaced = std::process::Command::new(other);
+        replaced.current_dir(dir).env_clear();
+        if let Some(path) = std::env::var_os("PATH") {
+            replaced.env("PATH", path);
+        }
+        cmd = replaced;
+    }
+    cmd
 }
 
 /// With `BENCH_PERF=DIR`, profiles process `pid` with `perf record` (CPU clock, call graphs)
@@ -713,7 +729,7 @@ fn run_forwarder(
         &yaml(mode, bootstrap, TOPIC, &group, &receiver.url),
     );
     receiver.tally.take();
-    let mut cmd = common::process::forwarder(dir);
+    let mut cmd = forwarder_command(dir);
     cmd.args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn,algorithmia_datadog::source=info");
@@ -783,7 +799,7 @@ fn lone_message_latency(dir: &Path, broker: &Tansu, receiver: &Receiver) -> Stri
         &|_| None,
     )
     .map_or(2, |c| c.instances[0].aggregation_interval);
-    let mut cmd = common::process::forwarder(dir);
+    let mut cmd = forwarder_command(dir);
     cmd.args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn,algorithmia_datadog::source=info");
