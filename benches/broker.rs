@@ -2,9 +2,9 @@
 //! librdkafka consumer draining the same topic, and peak memory, in every mode.
 //!
 //! `cargo bench --bench broker` starts a tansu broker (the end-to-end tests' one: `$TANSU`, else
-//! `tansu` on `PATH`), pre-loads `BENCH_MESSAGES` (default 1,000,000) sample messages into a topic
-//! of 4 partitions, then drains the whole topic once per mode, each time as a process of its own
-//! in a fresh consumer group:
+//! `tansu` on `PATH`; `.ci/install-test-deps.sh` installs it), pre-loads `BENCH_MESSAGES`
+//! (default 1,000,000) sample messages into a topic of 4 partitions, then drains the whole topic
+//! once per mode, each time as a process of its own in a fresh consumer group:
 //!
 //! - `raw`: a plain librdkafka consumer (its default settings) that only touches each message
 //!   (this benchmark's executable, run again with `--raw-drain`): the limit for any forwarder on
