@@ -301,3 +301,40 @@ fn monitors_the_demo_could_trip_leave_its_points_out() {
         );
     }
 }
+
+/// One versioning rule, kept in step: the top heading of `CHANGELOG.md` names the version being
+/// built. While it says `Unreleased`, `Cargo.toml` carries that version with `-dev` (so `--version`
+/// never claims a release that has not happened); once it has a date, exactly that version.
+#[test]
+fn the_crate_version_follows_the_changelog_s_top_heading() {
+    let changelog = read("CHANGELOG.md");
+    let heading = changelog
+        .lines()
+        .find_map(|l| l.strip_prefix("## "))
+        .expect("CHANGELOG.md has a `## <version> / <date or Unreleased>` heading");
+    let (version, when) = heading
+        .split_once(" / ")
+        .unwrap_or_else(|| panic!("CHANGELOG heading `{heading}` is not `<version> / <date>`"));
+    let expected = if when == "Unreleased" {
+        format!("{version}-dev")
+    } else {
+        assert!(
+            when.len() == 10 && when.as_bytes()[4] == b'-' && when.as_bytes()[7] == b'-',
+            "CHANGELOG heading `{heading}`: a release is dated YYYY-MM-DD"
+        );
+        version.to_string()
+    };
+    assert_eq!(
+        env!("CARGO_PKG_VERSION"),
+        expected,
+        "Cargo.toml's version disagrees with CHANGELOG.md's top heading `{heading}`"
+    );
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_algorithmia-datadog"))
+        .arg("--version")
+        .output()
+        .expect("the binary runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        format!("algorithmia-datadog {expected}")
+    );
+}
