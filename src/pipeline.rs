@@ -23,6 +23,7 @@ use crate::metrics::MetricMapper;
 use crate::sink::{open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport};
 use crate::source::{client_config, SourceContext};
 use crate::telemetry::{spawn_reporter, Counters, Reporter, Snapshot};
+use crate::tls_diagnosis::CertificateCheck;
 
 /// How often delivered offsets are handed to librdkafka (which commits them every
 /// `commit_interval_ms`).
@@ -235,7 +236,8 @@ pub fn run_instance(
         None => None,
     };
     let dry_run = options.output == Output::Print;
-    let context = SourceContext::new(forwarder, counters.clone(), &instance.topic, !dry_run);
+    let context = SourceContext::new(forwarder, counters.clone(), &instance.topic, !dry_run)
+        .with_certificate_check(CertificateCheck::for_instance(instance));
     let mut kafka_config = client_config(instance);
     let group = consumer_group(instance, options.output);
     if dry_run {

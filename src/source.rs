@@ -18,6 +18,7 @@ use rdkafka::{ClientContext, TopicPartitionList};
 use crate::config::{is_secret_property, ConfigError, Instance, StartOffset};
 use crate::forwarder::Forwarder;
 use crate::telemetry::{Counters, ProblemLog};
+use crate::tls_diagnosis::{CertificateCheck, UNTRUSTED};
 
 /// How long librdkafka waits before fetching again for a partition whose local queue is full.
 /// Its default, 1000 ms, leaves a busy consumer idle; the queue below holds about 12 ms of
@@ -52,6 +53,16 @@ pub const SESSION_TIMEOUT_MS: &str = "10000";
 /// A third of the session timeout, as Kafka recommends.
 pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
 
+/// How long librdkafka waits before connecting to a broker again. It also spaces its "connect to
+/// any broker" requests (the group coordinator query among them) by half of it, capped at 1 s,
+/// and those ignore the exponential backoff: with its default, 100 ms, a broker whose
+/// certificate or login is refused sees 10 to 20 handshakes a second for as long as it lasts.
+/// 2000 ms makes that about one a second; a broker that restarts is still reconnected to within
+/// about a second by those same requests.
+pub const RECONNECT_BACKOFF_MS: &str = "2000";
+/// The longest wait between two attempts on one broker (librdkafka's default, said here).
+pub const RECONNECT_BACKOFF_MAX_MS: &str = "10000";
+
 /// How often a Kafka problem that goes on is logged again.
 pub const PROBLEM_REMINDER: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -72,6 +83,8 @@ pub fn client_config(instance: &Instance) -> ClientConfig {
         .set("session.timeout.ms", SESSION_TIMEOUT_MS)
         .set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS)
         .set("socket.timeout.ms", SOCKET_TIMEOUT_MS)
+        .set("reconnect.backoff.ms", RECONNECT_BACKOFF_MS)
+        .set("reconnect.backoff.max.ms", RECONNECT_BACKOFF_MAX_MS)
         .set("enable.auto.offset.store", "false")
         .set(
             "auto.offset.reset",
@@ -142,6 +155,7 @@ pub struct SourceContext {
     problems: Mutex<ProblemLog>,
     topic: String,
     commit_offsets: bool,
+    certificates: Option<CertificateCheck>,
 }
 
 impl SourceContext {
@@ -158,7 +172,15 @@ impl SourceContext {
             problems: Mutex::new(ProblemLog::new(PROBLEM_REMINDER)),
             topic: topic.to_string(),
             commit_offsets,
+            certificates: None,
         }
+    }
+
+    /// Refused certificates are diagnosed with `check` (librdkafka names every refusal the
+    /// same way; see [`crate::tls_diagnosis`]).
+    pub fn with_certificate_check(mut self, check: CertificateCheck) -> Self {
+        self.certificates = Some(check);
+        self
     }
 
     /// Whether offsets are stored and committed (not in a dry run).
@@ -176,7 +198,14 @@ impl SourceContext {
     /// callback: counted, recorded for the service check, and logged once per distinct problem.
     pub fn kafka_error(&self, error: &KafkaError, reason: Option<&str>) {
         self.counters.kafka_errors.fetch_add(1, Ordering::Relaxed);
-        let (key, what) = describe_kafka_error(error, reason);
+        let (mut key, mut what) = describe_kafka_error(error, reason);
+        if let (true, Some(check)) = (key == UNTRUSTED, &self.certificates) {
+            let cause = check.cause(&what);
+            if cause != UNTRUSTED {
+                what = what.replacen(UNTRUSTED, cause, 1);
+                key = cause.to_string();
+            }
+        }
         let reporting = self
             .problems
             .lock()
@@ -265,7 +294,7 @@ fn cause(error: &KafkaError, what: &str) -> Option<&'static str> {
         _ if lower.contains("certificate verify failed")
             || lower.contains("certificate could not be verified") =>
         {
-            Some("certificate not trusted (check ssl_ca_location)")
+            Some(UNTRUSTED)
         }
         SSL => Some("TLS handshake failed (check security_protocol and ssl_ca_location)"),
         _ => None,

@@ -635,12 +635,13 @@ pub fn kafka_status(health: &Health, brokers: &[String], topic: &str) -> (Status
         };
     }
     if health.brokers_up.load(Relaxed) == 0 {
-        let mut message = format!(
-            "no connection to any of {} broker(s) ({})",
-            health.brokers_known.load(Relaxed).max(brokers.len() as u32),
-            brokers.join(",")
-        );
-        if let Some(problem) = health.last_kafka_problem() {
+        // No count: librdkafka counts its connections (a bootstrap entry and the broker it
+        // names, "2/2 brokers are down"), not the brokers configured.
+        let mut message = format!("no connection to any broker ({})", brokers.join(","));
+        let problem = health
+            .last_kafka_problem()
+            .filter(|p| !p.starts_with("AllBrokersDown"));
+        if let Some(problem) = problem {
             message.push_str(": ");
             message.push_str(&problem);
         }
@@ -802,8 +803,9 @@ impl Reporter {
     /// Whether a service check's status changed since the checks were last sent: a change is
     /// reported at once rather than at the next regular send.
     pub fn status_changed(&self) -> bool {
-        self.last_statuses
-            .is_some_and(|last| last != self.statuses())
+        // Before the first send, a status other than the one a start has (Kafka not known yet,
+        // sending fine) is a change too: a refusal seen at once is reported at once.
+        self.last_statuses.unwrap_or([Status::Unknown, Status::Ok]) != self.statuses()
     }
 
     fn statuses(&self) -> [Status; 2] {

@@ -9,8 +9,11 @@
 
 use std::io;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::config::Instance;
 
 use openssl::ssl::{HandshakeError, SslConnector, SslMethod};
 
@@ -81,11 +84,19 @@ pub fn diagnose(
         }
     }
     let connector = builder.build();
-    let address = (host, port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let stream = TcpStream::connect_timeout(&address, timeout)?;
+    // Like librdkafka, any of the name's addresses will do (`localhost` is often `::1` first).
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
+    let mut connected = None;
+    for address in (host, port).to_socket_addrs()? {
+        match TcpStream::connect_timeout(&address, timeout) {
+            Ok(stream) => {
+                connected = Some(stream);
+                break;
+            }
+            Err(e) => last = e,
+        }
+    }
+    let stream = connected.ok_or(last)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     let mut session = connector.configure().map_err(io::Error::other)?;
@@ -97,6 +108,96 @@ pub fn diagnose(
             Ok(verdict(result.as_raw(), result.error_string()))
         }
         Err(HandshakeError::SetupFailure(e)) => Err(io::Error::other(e)),
+    }
+}
+
+/// The cause librdkafka gives every refused certificate.
+pub const UNTRUSTED: &str = "certificate not trusted (check ssl_ca_location)";
+/// The cause when the authority is trusted but the certificate names another host.
+pub const NAME_MISMATCH: &str = "certificate does not name the broker's host (check that \
+     kafka_broker uses a name in the certificate's subjectAltName, or kafka_options \
+     ssl.endpoint.identification.algorithm)";
+/// The cause when the certificate's dates exclude now.
+pub const OUTSIDE_VALIDITY: &str =
+    "certificate expired or not yet valid (check the broker's certificate and this host's clock)";
+
+/// How long a diagnosis stands before a failure that goes on is looked at again.
+const DIAGNOSIS_STANDS_FOR: Duration = Duration::from_secs(60);
+/// How long one diagnosis may take to connect, and each read or write of its handshake.
+const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One instance's trust settings, and the last diagnosis made with them: a failure that goes on
+/// is diagnosed once a minute at most, whatever librdkafka's retries.
+///
+/// ```
+/// use algorithmia_datadog::tls_diagnosis::{CertificateCheck, UNTRUSTED};
+/// // Nothing listens on port 9 here: without a diagnosis the cause stays librdkafka's.
+/// let check = CertificateCheck::new(None, true);
+/// assert_eq!(check.cause("ssl://127.0.0.1:9/bootstrap: SSL handshake failed"), UNTRUSTED);
+/// ```
+pub struct CertificateCheck {
+    ca: Option<PathBuf>,
+    check_name: bool,
+    last: Mutex<Option<(String, u16, Instant, Verdict)>>,
+}
+
+impl CertificateCheck {
+    /// The check of certificates trusted through `ca` (else the system's authorities), names
+    /// compared when `check_name`.
+    pub fn new(ca: Option<PathBuf>, check_name: bool) -> Self {
+        CertificateCheck {
+            ca,
+            check_name,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The check librdkafka's settings for `instance` make: its `ssl_ca_location`, and names
+    /// compared unless `kafka_options` turns `ssl.endpoint.identification.algorithm` off.
+    pub fn for_instance(instance: &Instance) -> Self {
+        let algorithm = instance
+            .kafka_options
+            .get("ssl.endpoint.identification.algorithm")
+            .unwrap_or("https");
+        CertificateCheck::new(
+            instance.ssl_ca_location.clone(),
+            !algorithm.eq_ignore_ascii_case("none"),
+        )
+    }
+
+    /// The cause of a refused certificate, given librdkafka's error text: [`NAME_MISMATCH`] or
+    /// [`OUTSIDE_VALIDITY`] when a handshake of our own says so, else [`UNTRUSTED`].
+    pub fn cause(&self, error_text: &str) -> &'static str {
+        let Some((host, port)) = broker_in_error(error_text) else {
+            return UNTRUSTED;
+        };
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let fresh = last.as_ref().filter(|(h, p, at, _)| {
+            *h == host && *p == port && at.elapsed() < DIAGNOSIS_STANDS_FOR
+        });
+        let verdict = match fresh {
+            Some((_, _, _, verdict)) => verdict.clone(),
+            None => {
+                let verdict = diagnose(
+                    &host,
+                    port,
+                    self.ca.as_deref(),
+                    self.check_name,
+                    DIAGNOSIS_TIMEOUT,
+                )
+                .unwrap_or_else(|e| {
+                    log::debug!("no diagnosis of {host}:{port}'s certificate: {e}");
+                    Verdict::Untrusted(e.to_string())
+                });
+                *last = Some((host, port, Instant::now(), verdict.clone()));
+                verdict
+            }
+        };
+        match verdict {
+            Verdict::NameMismatch => NAME_MISMATCH,
+            Verdict::OutsideValidity => OUTSIDE_VALIDITY,
+            Verdict::Verified | Verdict::Untrusted(_) => UNTRUSTED,
+        }
     }
 }
 

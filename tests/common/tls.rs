@@ -37,8 +37,14 @@ pub struct Certificates {
 }
 
 impl Certificates {
-    /// Makes a new authority named `name` in `dir`, and a server certificate it signed.
+    /// Makes a new authority named `name` in `dir`, and a server certificate it signed for
+    /// 127.0.0.1 and localhost.
     pub fn new(dir: &Path, name: &str) -> Certificates {
+        Certificates::with_names(dir, name, "IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// The same, with the server certificate's `subjectAltName` (e.g. `IP:127.0.0.1` alone).
+    pub fn with_names(dir: &Path, name: &str, subject_alt_names: &str) -> Certificates {
         std::fs::create_dir_all(dir).expect("a directory for certificates");
         let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
         let file = |suffix: &str| format!("{name}-{suffix}");
@@ -76,7 +82,7 @@ impl Certificates {
         );
         std::fs::write(
             dir.join(file("san.cnf")),
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            format!("subjectAltName={subject_alt_names}\n"),
         )
         .expect("write the certificate extensions");
         openssl(
@@ -159,5 +165,54 @@ impl Drop for Stunnel {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A TCP relay on loopback that counts the connections made through it: how often a client
+/// tries again.
+pub struct CountingRelay {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CountingRelay {
+    /// Relays connections on a free port to `to_port` on loopback.
+    pub fn start(to_port: u16) -> CountingRelay {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port for the relay");
+        let port = listener.local_addr().expect("its address").port();
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let Ok(upstream) = TcpStream::connect(("127.0.0.1", to_port)) else {
+                    continue;
+                };
+                let (Ok(mut c2), Ok(mut u2)) = (client.try_clone(), upstream.try_clone()) else {
+                    continue;
+                };
+                let (mut client, mut upstream) = (client, upstream);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client, &mut upstream);
+                    let _ = upstream.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut u2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        CountingRelay { port, accepted }
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
