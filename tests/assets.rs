@@ -468,9 +468,20 @@ fn a_dashboard_without_a_record_is_kept_and_an_edited_monitor_too_but_not_a_mute
     );
     assert_eq!(stdout.matches("KEPT").count(), 2, "{stdout}");
     assert_eq!(stdout.matches(": unchanged").count(), 4, "{stdout}");
-    let account = account.lock().unwrap();
-    assert_eq!(account.dashboards.len(), 1, "no dashboard beside it");
-    assert_eq!(account.monitors.len(), 5, "no monitor beside it");
+    {
+        let mut account = account.lock().unwrap();
+        assert_eq!(account.dashboards.len(), 1, "no dashboard beside it");
+        assert_eq!(account.monitors.len(), 5, "no monitor beside it");
+        // The user keeps theirs under another title: ours is installed beside it.
+        account.dashboards[0].1["title"] = json!("Algorithmia (mine)");
+    }
+    let beside = install(&url, &[]);
+    let (stdout, _) = text(&beside);
+    assert!(
+        stdout.contains("dashboard \"Algorithmia\": created (id abc-def-001)"),
+        "{stdout}"
+    );
+    assert_eq!(account.lock().unwrap().dashboards.len(), 2);
 }
 
 #[test]

@@ -168,7 +168,8 @@ impl fmt::Display for Outcome {
             Action::Replaced => "replaced, your edits overwritten (--force)",
             Action::Kept(KeptWhy::Edited) => {
                 "KEPT as it is: edited in Datadog since assets last wrote it; run again with \
-                 --force to replace your edits, or rename it to keep it beside ours"
+                 --force to replace your edits, or rename it and remove its algorithmia-datadog \
+                 marker to keep it beside ours"
             }
             Action::Kept(KeptWhy::NoRecord) => {
                 "KEPT as it is: no record of what assets wrote (made by hand, or by a version \
