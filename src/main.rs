@@ -76,7 +76,7 @@ struct ModelArgs {
     /// The model: its algorithm_name.
     #[arg(long, value_name = "NAME")]
     algorithm: String,
-    /// Averaging window: <n>m, <n>h, <n>d or 1w.
+    /// Evaluation window: <n>m, <n>h, <n>d or 1w [default: 1h for compare, 30m for drift]
     #[arg(long, value_name = "WINDOW")]
     window: Option<String>,
     /// Watch a percentile instead of the average (p50, p95, p99, p99.9): distribution metrics only.
