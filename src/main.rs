@@ -13,6 +13,8 @@ use algorithmia_datadog::{assets, demo, source};
 
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
+/// Exit code of `assets` when it left an object edited in Datadog as it was.
+const EXIT_KEPT: u8 = 3;
 
 /// Forwards Algorithmia Insights metrics from Kafka to the local Datadog Agent (DogStatsD).
 #[derive(Parser)]
@@ -39,13 +41,111 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AssetsCommand {
-    /// Create the dashboard and monitors in your account, or update the ones with the same title
-    /// (DD_API_KEY, DD_APP_KEY, DD_SITE).
-    Install {
-        /// The API's base URL, instead of https://api.<DD_SITE> (a proxy, a test server).
-        #[arg(long, value_name = "URL")]
-        api_url: Option<String>,
-    },
+    /// Create the dashboard and monitors in your account, or update the ones `assets` made before,
+    /// unless they were edited in Datadog since (DD_API_KEY, DD_APP_KEY, DD_SITE).
+    Install(InstallArgs),
+    /// Create or update a monitor on the difference between two versions of one model's metric.
+    Compare(Box<CompareArgs>),
+    /// Create or update monitors that alert when a model's metrics leave their normal range, per
+    /// version.
+    Drift(Box<DriftArgs>),
+}
+
+#[derive(Args, Clone)]
+struct ApiArgs {
+    /// The API's base URL, instead of https://api.<DD_SITE> (a proxy, a test server).
+    #[arg(long, value_name = "URL")]
+    api_url: Option<String>,
+    /// Replace what was edited in Datadog since `assets` wrote it (your edits are lost).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Args, Clone)]
+struct InstallArgs {
+    #[command(flatten)]
+    api: ApiArgs,
+    /// The forwarder's configuration, for how duration_milliseconds is sent [default:
+    /// conf.d/algorithmia.yaml if it exists]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct ModelArgs {
+    /// The model: its algorithm_name.
+    #[arg(long, value_name = "NAME")]
+    algorithm: String,
+    /// Evaluation window: <n>m, <n>h, <n>d or 1w [default: 1h for compare, 30m for drift]
+    #[arg(long, value_name = "WINDOW")]
+    window: Option<String>,
+    /// Watch a percentile instead of the average (p50, p95, p99, p99.9): distribution metrics only.
+    #[arg(long, value_name = "PXX")]
+    percentile: Option<String>,
+    /// Which way a change alerts: both, above or below.
+    #[arg(long, default_value = "both")]
+    direction: String,
+    /// Also filter on this tag (env:prod); repeatable.
+    #[arg(long, value_name = "TAG")]
+    filter: Vec<String>,
+    /// Print the monitor JSON (as POST /api/v1/monitor takes it) instead of writing it.
+    #[arg(long)]
+    dry_run: bool,
+    /// The forwarder's configuration: metric_prefix, distribution_metrics [default:
+    /// conf.d/algorithmia.yaml if it exists]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
+}
+
+#[derive(Args, Clone)]
+#[command(group(clap::ArgGroup::new("limit").required(true).args(["threshold", "relative"])))]
+struct CompareArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The message field compared (risk_score, duration_milliseconds).
+    #[arg(long, value_name = "FIELD")]
+    metric: String,
+    /// The version compared against (the one in production).
+    #[arg(long, value_name = "VERSION")]
+    baseline: String,
+    /// The new version.
+    #[arg(long, value_name = "VERSION")]
+    candidate: String,
+    /// Alert when candidate and baseline differ by more than this, in the metric's unit.
+    #[arg(long, value_name = "X")]
+    threshold: Option<f64>,
+    /// Alert when they differ by more than this percentage of the baseline.
+    #[arg(long, value_name = "PCT")]
+    relative: Option<f64>,
+}
+
+#[derive(Args, Clone)]
+struct DriftArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A message field to watch; repeatable, one monitor each.
+    #[arg(long = "metric", value_name = "FIELD", required = true)]
+    metrics: Vec<String>,
+    /// Watch one version only [default: every version, each alerting on its own]
+    #[arg(long, value_name = "VERSION")]
+    version: Option<String>,
+    /// anomalies (a band learnt from the metric's history) or change (against earlier).
+    #[arg(long, default_value = "anomalies")]
+    method: String,
+    /// anomalies: the band's width, in deviations.
+    #[arg(long, default_value_t = 2.0)]
+    deviations: f64,
+    /// anomalies: hourly, daily or weekly (the agile algorithm) [default: none, basic]
+    #[arg(long)]
+    seasonality: Option<String>,
+    /// change: the percent change that alerts.
+    #[arg(long, value_name = "PCT")]
+    change_percent: Option<f64>,
+    /// change: compared with the same window this long ago (5m to 1d).
+    #[arg(long, default_value = "1d")]
+    compared_to: String,
 }
 
 #[derive(Args, Clone)]
@@ -83,7 +183,9 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Demo(args) => run_demo(args),
-        Command::Assets(AssetsCommand::Install { api_url }) => install_assets(api_url.as_deref()),
+        Command::Assets(AssetsCommand::Install(args)) => install_assets(&args),
+        Command::Assets(AssetsCommand::Compare(args)) => compare(&args),
+        Command::Assets(AssetsCommand::Drift(args)) => drift(&args),
     }
 }
 
@@ -214,24 +316,170 @@ fn run_demo(args: DemoArgs) -> ExitCode {
     }
 }
 
-fn install_assets(api_url: Option<&str>) -> ExitCode {
-    let settings = match assets::ApiSettings::from_env(&process_env, api_url) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("configuration error: {e}");
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    match assets::install(&settings) {
+/// The configuration `assets` reads: the one given, else the default file if it exists, else
+/// none (the defaults).
+fn optional_config(path: Option<&PathBuf>) -> Result<Option<Config>, ExitCode> {
+    let default = std::path::Path::new(algorithmia_datadog::config::DEFAULT_CONFIG_PATH);
+    if path.is_none() && !default.exists() {
+        return Ok(None);
+    }
+    load(&ConfigArg {
+        config: path.cloned(),
+    })
+    .map(Some)
+}
+
+fn api_settings(api: &ApiArgs) -> Result<assets::ApiSettings, ExitCode> {
+    assets::ApiSettings::from_env(&process_env, api.api_url.as_deref()).map_err(|e| {
+        eprintln!("configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+/// Prints what was done; exit 1 on an API failure, 3 when something edited was left alone.
+fn report(result: Result<Vec<assets::Outcome>, assets::AssetsError>, command: &str) -> ExitCode {
+    match result {
         Ok(outcomes) => {
-            for outcome in outcomes {
+            for outcome in &outcomes {
                 println!("{outcome}");
+            }
+            if assets::any_kept(&outcomes) {
+                eprintln!(
+                    "assets {command}: what was edited in Datadog since assets wrote it was left \
+                     as it is (KEPT above); everything else is done"
+                );
+                return ExitCode::from(EXIT_KEPT);
             }
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("assets install failed: {e}");
+            eprintln!("assets {command} failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn install_assets(args: &InstallArgs) -> ExitCode {
+    let config = match optional_config(args.config.as_ref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let settings = match api_settings(&args.api) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let options = assets::InstallOptions {
+        config: config.as_ref(),
+        force: args.api.force,
+    };
+    report(assets::install(&settings, &options), "install")
+}
+
+fn bad_arguments(reason: &str) -> ExitCode {
+    eprintln!("invalid arguments: {reason}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Prints the monitors, or writes them.
+fn generated(model: &ModelArgs, monitors: &[assets::Generated], command: &str) -> ExitCode {
+    if model.dry_run {
+        let bodies: Vec<&serde_json::Value> = monitors.iter().map(|m| &m.body).collect();
+        let shown = match bodies.as_slice() {
+            [one] => serde_json::to_string_pretty(one),
+            all => serde_json::to_string_pretty(all),
+        };
+        return match shown {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => bad_arguments(&e.to_string()),
+        };
+    }
+    let settings = match api_settings(&model.api) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    report(
+        assets::apply_monitors(&settings, monitors, model.api.force),
+        command,
+    )
+}
+
+/// The configuration, window and direction every generated monitor needs.
+fn model_settings(
+    model: &ModelArgs,
+    default_window: &str,
+) -> Result<(assets::Naming, assets::Window, assets::Direction), ExitCode> {
+    let config = optional_config(model.config.as_ref())?;
+    let naming = assets::Naming::from_config(config.as_ref());
+    let window = assets::Window::parse(model.window.as_deref().unwrap_or(default_window))
+        .map_err(|e| bad_arguments(&format!("--window {e}")))?;
+    let direction = assets::Direction::parse(&model.direction)
+        .map_err(|e| bad_arguments(&format!("--direction {e}")))?;
+    Ok((naming, window, direction))
+}
+
+fn compare(args: &CompareArgs) -> ExitCode {
+    let (naming, window, direction) = match model_settings(&args.model, "1h") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let difference = match (args.threshold, args.relative) {
+        (Some(t), None) => assets::Difference::Absolute(t),
+        (None, Some(p)) => assets::Difference::Relative(p),
+        _ => return bad_arguments("give one of --threshold and --relative"),
+    };
+    let spec = assets::Compare {
+        algorithm: args.model.algorithm.clone(),
+        field: args.metric.clone(),
+        baseline: args.baseline.clone(),
+        candidate: args.candidate.clone(),
+        difference,
+        window,
+        percentile: args.model.percentile.clone(),
+        direction,
+        filters: args.model.filter.clone(),
+    };
+    match assets::compare_monitor(&naming, &spec) {
+        Ok(monitor) => generated(&args.model, &[monitor], "compare"),
+        Err(e) => bad_arguments(&e),
+    }
+}
+
+fn drift(args: &DriftArgs) -> ExitCode {
+    let (naming, window, direction) = match model_settings(&args.model, "30m") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let method = match (args.method.as_str(), args.change_percent) {
+        ("anomalies", None) => assets::DriftMethod::Anomalies {
+            deviations: args.deviations,
+            seasonality: args.seasonality.clone(),
+        },
+        ("change", Some(percent)) => assets::DriftMethod::Change {
+            percent,
+            compared_to: args.compared_to.clone(),
+        },
+        ("change", None) => return bad_arguments("--method change needs --change-percent"),
+        ("anomalies", Some(_)) => {
+            return bad_arguments("--change-percent goes with --method change")
+        }
+        (other, _) => {
+            return bad_arguments(&format!("--method {other:?}: use anomalies or change"))
+        }
+    };
+    let spec = assets::Drift {
+        algorithm: args.model.algorithm.clone(),
+        version: args.version.clone(),
+        window,
+        method,
+        direction,
+        percentile: args.model.percentile.clone(),
+        filters: args.model.filter.clone(),
+    };
+    match assets::drift_monitors(&naming, &args.metrics, &spec) {
+        Ok(monitors) => generated(&args.model, &monitors, "drift"),
+        Err(e) => bad_arguments(&e),
     }
 }
