@@ -51,3 +51,4 @@ fi
 stunnel4 -version 2>&1 | grep -m 1 "^stunnel"
 openssl version
 bash "$(dirname "$0")/install-chart-tools.sh"
+bash "$(dirname "$0")/install-podman.sh"
