@@ -49,7 +49,8 @@ use crate::dogstatsd::{LineWriter, MetricKind, Value};
 use crate::metrics::{MetricMapper, PointSink};
 use crate::offsets::OffsetTracker;
 use crate::sink::{DogStatsdSink, Written};
-use crate::telemetry::{Counters, LogLimiter};
+use crate::telemetry::Counters;
+use crate::throttle::LogLimiter;
 
 /// What [`Forwarder::flush_if_due`] did, and when it next has work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

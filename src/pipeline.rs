@@ -21,10 +21,12 @@ use rdkafka::error::KafkaResult;
 use rdkafka::{Message, TopicPartitionList};
 
 use crate::config::{Config, Instance};
-use crate::datagrams::{OneByOne, SendDatagrams};
 use crate::forwarder::Forwarder;
 use crate::metrics::MetricMapper;
-use crate::sink::{open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport};
+use crate::sink::{
+    open_transport, DogStatsdSink, OneByOne, SendDatagrams, StdoutMetricSink, TeeMetricSink,
+    Transport,
+};
 use crate::source::{client_config, OnRevoke, SourceContext};
 use crate::telemetry::{spawn_reporter, Counters, Reporter, Snapshot};
 

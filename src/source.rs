@@ -16,7 +16,8 @@ use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::config::{is_secret_property, ConfigError, Instance, StartOffset};
-use crate::telemetry::{Counters, ProblemLog};
+use crate::telemetry::Counters;
+use crate::throttle::ProblemLog;
 
 /// How long librdkafka waits before fetching again for a partition whose local queue is full.
 /// Its default, 1000 ms, leaves a busy consumer idle; the queue below holds about 12 ms of
