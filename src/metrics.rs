@@ -34,7 +34,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::Instance;
+use crate::config::{Instance, Mapping};
 use crate::decode::{FieldValue, InsightsMessage};
 use crate::dogstatsd::{push_metric_name, push_tag_value, LineWriter, MAX_NAME_CHARS};
 use crate::dogstatsd::{MetricKind, Value};
@@ -195,25 +195,36 @@ impl MetricMapperBuilder {
 impl MetricMapper {
     /// A builder with the file's defaults and this metric prefix (no trailing dot).
     pub fn builder(prefix: &str) -> MetricMapperBuilder {
-        let defaults = ["algorithm_name", "algorithm_version", "algorithm_owner"];
+        MetricMapper::builder_from(prefix, Mapping::default())
+    }
+
+    /// A builder with these mapping rules and this metric prefix (no trailing dot).
+    pub fn builder_from(prefix: &str, mapping: Mapping) -> MetricMapperBuilder {
+        let Mapping {
+            tag_fields,
+            operational_fields,
+            numeric_strings,
+            booleans,
+            include_metrics,
+            exclude_metrics,
+            distribution_metrics,
+            send_timestamps,
+            timestamp_field,
+        } = mapping;
         MetricMapperBuilder {
             mapper: MetricMapper {
                 name_prefix: format!("{prefix}."),
-                operational_fields: defaults
-                    .iter()
-                    .chain(&["request_id", "session_id", "time"])
-                    .map(|s| s.to_string())
-                    .collect(),
-                tag_fields: defaults.iter().map(|s| s.to_string()).collect(),
+                operational_fields,
+                tag_fields,
                 static_tags: String::new(),
-                numeric_strings: true,
-                booleans: true,
-                include: vec![],
-                exclude: vec![],
-                distributions: vec![],
+                numeric_strings,
+                booleans,
+                include: include_metrics,
+                exclude: exclude_metrics,
+                distributions: distribution_metrics,
                 calls_name: format!("{prefix}.calls"),
-                send_timestamps: false,
-                timestamp_field: "time".into(),
+                send_timestamps,
+                timestamp_field,
                 clock: None,
                 tags: String::with_capacity(256),
                 name: String::with_capacity(256),
@@ -235,16 +246,7 @@ impl MetricMapper {
     /// A builder set up as the instance's configuration describes, for what a file cannot say
     /// (a fixed clock in tests and fuzz targets).
     pub fn builder_for_instance(prefix: &str, instance: &Instance) -> MetricMapperBuilder {
-        MetricMapper::builder(prefix)
-            .operational_fields(instance.operational_fields.iter().cloned())
-            .tag_fields(instance.tag_fields.iter().cloned())
-            .static_tags(&instance.tags)
-            .numeric_strings(instance.numeric_strings)
-            .booleans(instance.booleans)
-            .include(instance.include_metrics.iter().cloned())
-            .exclude(instance.exclude_metrics.iter().cloned())
-            .distributions(instance.distribution_metrics.iter().cloned())
-            .send_timestamps(instance.send_timestamps, instance.timestamp_field.clone())
+        MetricMapper::builder_from(prefix, instance.mapping.clone()).static_tags(&instance.tags)
     }
 
     /// Writes one DogStatsD line per point of `message`, in field order, through `emit`: what

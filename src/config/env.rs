@@ -1,18 +1,10 @@
 //! The environment: `${VAR}` in the file, the Python script's variables, and the Agent's
 //! `DD_*` variables.
 
-use std::collections::BTreeMap;
-
-use super::raw::{
-    default_group, default_operational_fields, default_tag_fields, default_timestamp_field,
-    named_place, Brokers, RawFile, RawInstance,
-};
+use super::raw::{named_place, Brokers, RawFile, RawInstance};
 use super::secrets::is_secret_path;
-use super::settings::{Destination, SecurityProtocol, StartOffset};
-use super::{
-    Config, ConfigError, DEFAULT_AGGREGATION_INTERVAL, DEFAULT_COMMIT_INTERVAL_MS,
-    DEFAULT_CONFIG_PATH, DEFAULT_DOGSTATSD, DEFAULT_MAX_CONTEXTS,
-};
+use super::settings::Destination;
+use super::{Config, ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_DOGSTATSD};
 
 /// Looks up an environment variable; a closure so that tests need not touch the process
 /// environment.
@@ -50,27 +42,8 @@ impl Config {
         let instance = RawInstance {
             kafka_broker: Brokers::Joined(brokers),
             kafka_topic: topic,
-            consumer_group: env("KAFKA_GROUP").unwrap_or_else(default_group),
-            start_offset: StartOffset::Latest,
-            security_protocol: SecurityProtocol::Plaintext,
-            sasl_mechanism: None,
-            sasl_username: None,
-            sasl_password: None,
-            ssl_ca_location: None,
-            tag_fields: default_tag_fields(),
-            operational_fields: default_operational_fields(),
-            numeric_strings: true,
-            booleans: true,
-            include_metrics: vec![],
-            exclude_metrics: vec![],
-            distribution_metrics: vec![],
-            aggregation_interval: DEFAULT_AGGREGATION_INTERVAL,
-            max_contexts: DEFAULT_MAX_CONTEXTS,
-            commit_interval_ms: DEFAULT_COMMIT_INTERVAL_MS,
-            send_timestamps: false,
-            timestamp_field: default_timestamp_field(),
-            tags: vec![],
-            kafka_options: BTreeMap::new(),
+            consumer_group: env("KAFKA_GROUP"),
+            ..RawInstance::default()
         };
         let raw = RawFile {
             init_config: None,

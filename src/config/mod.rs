@@ -27,7 +27,9 @@ mod validate;
 
 pub use env::{process_env, EnvLookup};
 pub use secrets::{is_secret_property, KafkaOptions, Secret};
-pub use settings::{Destination, Instance, Sasl, SaslMechanism, SecurityProtocol, StartOffset};
+pub use settings::{
+    Destination, Instance, Mapping, Sasl, SaslMechanism, SecurityProtocol, StartOffset,
+};
 
 /// Where the configuration file lives unless `--config` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "conf.d/algorithmia.yaml";

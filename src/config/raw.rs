@@ -8,10 +8,7 @@ use serde::Deserialize;
 use super::env::{expand_env, EnvLookup};
 use super::secrets::{is_secret_path, Secret};
 use super::settings::{SaslMechanism, SecurityProtocol, StartOffset};
-use super::{
-    Config, ConfigError, DEFAULT_AGGREGATION_INTERVAL, DEFAULT_COMMIT_INTERVAL_MS,
-    DEFAULT_MAX_CONTEXTS,
-};
+use super::{Config, ConfigError};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,49 +54,27 @@ impl Scalar {
     }
 }
 
-pub(super) fn default_group() -> String {
-    "algorithmia-datadog".into()
-}
-pub(super) fn default_tag_fields() -> Vec<String> {
-    ["algorithm_name", "algorithm_version", "algorithm_owner"]
-        .map(String::from)
-        .to_vec()
-}
-pub(super) fn default_operational_fields() -> Vec<String> {
-    [
-        "algorithm_name",
-        "algorithm_version",
-        "algorithm_owner",
-        "request_id",
-        "session_id",
-        "time",
-    ]
-    .map(String::from)
-    .to_vec()
-}
-fn default_aggregation_interval() -> u64 {
-    DEFAULT_AGGREGATION_INTERVAL
-}
-fn default_max_contexts() -> usize {
-    DEFAULT_MAX_CONTEXTS
-}
-fn default_commit_interval_ms() -> u64 {
-    DEFAULT_COMMIT_INTERVAL_MS
-}
-pub(super) fn default_timestamp_field() -> String {
-    "time".into()
-}
-fn yes() -> bool {
-    true
+/// `consumer_group` when not set.
+pub(super) const DEFAULT_GROUP: &str = "algorithmia-datadog";
+
+/// A setting that may be left out, but not given as `null`: what was given is read as `T`
+/// (whose errors name the expected type), and what was left out is `None`, its default applied
+/// when the instance is validated.
+fn given<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize)]
+/// One instance as written: a setting left out is `None` (or empty), and takes its default
+/// ([`crate::config::Mapping::default`], the `DEFAULT_*` constants) when validated.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInstance {
     pub(super) kafka_broker: Brokers,
     pub(super) kafka_topic: String,
-    #[serde(default = "default_group")]
-    pub(super) consumer_group: String,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) consumer_group: Option<String>,
     #[serde(default)]
     pub(super) start_offset: StartOffset,
     #[serde(default)]
@@ -108,30 +83,30 @@ pub(super) struct RawInstance {
     pub(super) sasl_username: Option<String>,
     pub(super) sasl_password: Option<Secret>,
     pub(super) ssl_ca_location: Option<PathBuf>,
-    #[serde(default = "default_tag_fields")]
-    pub(super) tag_fields: Vec<String>,
-    #[serde(default = "default_operational_fields")]
-    pub(super) operational_fields: Vec<String>,
-    #[serde(default = "yes")]
-    pub(super) numeric_strings: bool,
-    #[serde(default = "yes")]
-    pub(super) booleans: bool,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) tag_fields: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) operational_fields: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) numeric_strings: Option<bool>,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) booleans: Option<bool>,
     #[serde(default)]
     pub(super) include_metrics: Vec<String>,
     #[serde(default)]
     pub(super) exclude_metrics: Vec<String>,
     #[serde(default)]
     pub(super) distribution_metrics: Vec<String>,
-    #[serde(default = "default_aggregation_interval")]
-    pub(super) aggregation_interval: u64,
-    #[serde(default = "default_max_contexts")]
-    pub(super) max_contexts: usize,
-    #[serde(default = "default_commit_interval_ms")]
-    pub(super) commit_interval_ms: u64,
-    #[serde(default)]
-    pub(super) send_timestamps: bool,
-    #[serde(default = "default_timestamp_field")]
-    pub(super) timestamp_field: String,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) aggregation_interval: Option<u64>,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) max_contexts: Option<usize>,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) commit_interval_ms: Option<u64>,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) send_timestamps: Option<bool>,
+    #[serde(default, deserialize_with = "given")]
+    pub(super) timestamp_field: Option<String>,
     #[serde(default)]
     pub(super) tags: Vec<String>,
     #[serde(default)]
@@ -168,5 +143,11 @@ pub(super) fn named_place(path: &str) -> &str {
         "(top level)"
     } else {
         path
+    }
+}
+
+impl Default for Brokers {
+    fn default() -> Self {
+        Brokers::Listed(Vec::new())
     }
 }

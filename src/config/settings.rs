@@ -145,6 +145,52 @@ pub struct Sasl {
     pub password: Secret,
 }
 
+/// The mapping rules of one instance: which fields become points, of which kind, with which
+/// tags. The metric mapper is built from it, and its [`Default`] is every setting's default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mapping {
+    /// Fields whose values become tags.
+    pub tag_fields: Vec<String>,
+    /// Fields that are never metrics.
+    pub operational_fields: Vec<String>,
+    /// Whether `"4.2"` counts as 4.2.
+    pub numeric_strings: bool,
+    /// Whether `true`/`false` count as 1/0.
+    pub booleans: bool,
+    /// Glob patterns on the bare field name; empty means every field.
+    pub include_metrics: Vec<String>,
+    /// Glob patterns on the bare field name.
+    pub exclude_metrics: Vec<String>,
+    /// Glob patterns on the bare field name: these fields are sent as distributions.
+    pub distribution_metrics: Vec<String>,
+    /// Whether to attach `|T<seconds>` from the message's time.
+    pub send_timestamps: bool,
+    /// The field holding the message's time.
+    pub timestamp_field: String,
+}
+
+impl Default for Mapping {
+    fn default() -> Self {
+        let names = ["algorithm_name", "algorithm_version", "algorithm_owner"];
+        let operational = ["request_id", "session_id", "time"];
+        Mapping {
+            tag_fields: names.map(String::from).to_vec(),
+            operational_fields: names
+                .iter()
+                .chain(&operational)
+                .map(|s| s.to_string())
+                .collect(),
+            numeric_strings: true,
+            booleans: true,
+            include_metrics: Vec::new(),
+            exclude_metrics: Vec::new(),
+            distribution_metrics: Vec::new(),
+            send_timestamps: false,
+            timestamp_field: "time".into(),
+        }
+    }
+}
+
 /// One validated instance: an independent consumer and its mapping rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Instance {
@@ -164,32 +210,26 @@ pub struct Instance {
     pub sasl: Option<Sasl>,
     /// CA certificate that signed the brokers' certificates.
     pub ssl_ca_location: Option<PathBuf>,
-    /// Fields whose values become tags.
-    pub tag_fields: Vec<String>,
-    /// Fields that are never metrics.
-    pub operational_fields: Vec<String>,
-    /// Whether `"4.2"` counts as 4.2.
-    pub numeric_strings: bool,
-    /// Whether `true`/`false` count as 1/0.
-    pub booleans: bool,
-    /// Glob patterns on the bare field name; empty means every field.
-    pub include_metrics: Vec<String>,
-    /// Glob patterns on the bare field name.
-    pub exclude_metrics: Vec<String>,
-    /// Glob patterns on the bare field name: these fields are sent as distributions.
-    pub distribution_metrics: Vec<String>,
+    /// How fields become points (read through `Deref` as well: `instance.tag_fields`).
+    #[serde(flatten)]
+    pub mapping: Mapping,
     /// Seconds per aggregation window (one of [`AGGREGATION_INTERVALS`]); 0 sends every point.
     pub aggregation_interval: u64,
     /// Most contexts an aggregation window holds before it is sent early.
     pub max_contexts: usize,
     /// How often the offsets of forwarded messages are committed to the group.
     pub commit_interval_ms: u64,
-    /// Whether to attach `|T<seconds>` from the message's time.
-    pub send_timestamps: bool,
-    /// The field holding the message's time.
-    pub timestamp_field: String,
     /// Every static tag of this instance, in order: instance `tags`, `init_config.tags`, `DD_*`.
     pub tags: Vec<String>,
     /// Raw librdkafka properties, applied last.
     pub kafka_options: KafkaOptions,
+}
+
+/// An instance is read as its mapping rules too: `instance.tag_fields`.
+impl std::ops::Deref for Instance {
+    type Target = Mapping;
+
+    fn deref(&self) -> &Mapping {
+        &self.mapping
+    }
 }

@@ -3,10 +3,13 @@
 use crate::dogstatsd::{longest_line, MAX_NAME_CHARS, MAX_VALUE_CHARS};
 
 use super::env::{destination_from_env, port_without_host, EnvLookup};
-use super::raw::{Brokers, RawFile, RawInstance};
+use super::raw::{Brokers, RawFile, RawInstance, DEFAULT_GROUP};
 use super::secrets::KafkaOptions;
-use super::settings::{Destination, Instance, Sasl};
-use super::{Config, ConfigError, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS};
+use super::settings::{Destination, Instance, Mapping, Sasl};
+use super::{
+    Config, ConfigError, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS, DEFAULT_AGGREGATION_INTERVAL,
+    DEFAULT_COMMIT_INTERVAL_MS, DEFAULT_MAX_CONTEXTS,
+};
 
 /// The longest tag field name: with `:` and the longest number, its tag still holds at most
 /// [`MAX_NAME_CHARS`] bytes.
@@ -85,6 +88,26 @@ fn validate_instance(
 ) -> Result<Instance, ConfigError> {
     let key = |name: &str| format!("instances[{index}].{name}");
     let err = |name: &str, reason: String| ConfigError::new(origin, key(name), reason);
+    let defaults = Mapping::default();
+    let mapping = Mapping {
+        tag_fields: raw.tag_fields.unwrap_or(defaults.tag_fields),
+        operational_fields: raw
+            .operational_fields
+            .unwrap_or(defaults.operational_fields),
+        numeric_strings: raw.numeric_strings.unwrap_or(defaults.numeric_strings),
+        booleans: raw.booleans.unwrap_or(defaults.booleans),
+        include_metrics: raw.include_metrics,
+        exclude_metrics: raw.exclude_metrics,
+        distribution_metrics: raw.distribution_metrics,
+        send_timestamps: raw.send_timestamps.unwrap_or(defaults.send_timestamps),
+        timestamp_field: raw.timestamp_field.unwrap_or(defaults.timestamp_field),
+    };
+    let consumer_group = raw.consumer_group.unwrap_or_else(|| DEFAULT_GROUP.into());
+    let aggregation_interval = raw
+        .aggregation_interval
+        .unwrap_or(DEFAULT_AGGREGATION_INTERVAL);
+    let max_contexts = raw.max_contexts.unwrap_or(DEFAULT_MAX_CONTEXTS);
+    let commit_interval_ms = raw.commit_interval_ms.unwrap_or(DEFAULT_COMMIT_INTERVAL_MS);
 
     let brokers: Vec<String> = match raw.kafka_broker {
         Brokers::Joined(s) => s.split(',').map(|b| b.trim().to_string()).collect(),
@@ -107,7 +130,7 @@ fn validate_instance(
     if raw.kafka_topic.trim().is_empty() {
         return Err(err("kafka_topic", "must not be empty".into()));
     }
-    if raw.consumer_group.trim().is_empty() {
+    if consumer_group.trim().is_empty() {
         return Err(err("consumer_group", "must not be empty".into()));
     }
 
@@ -164,14 +187,14 @@ fn validate_instance(
     }
 
     for (name, list) in [
-        ("tag_fields", &raw.tag_fields),
-        ("operational_fields", &raw.operational_fields),
+        ("tag_fields", &mapping.tag_fields),
+        ("operational_fields", &mapping.operational_fields),
     ] {
         if let Some(i) = list.iter().position(|f| f.is_empty()) {
             return Err(err(&format!("{name}[{i}]"), "must not be empty".into()));
         }
     }
-    for (i, field) in raw.tag_fields.iter().enumerate() {
+    for (i, field) in mapping.tag_fields.iter().enumerate() {
         let key = check_tag(field).map_err(|r| err(&format!("tag_fields[{i}]"), r))?;
         if key.contains(':') {
             // The field's name is the tag's key, and a tag's key ends at its first `:`.
@@ -192,9 +215,9 @@ fn validate_instance(
         }
     }
     for (name, list) in [
-        ("include_metrics", &raw.include_metrics),
-        ("exclude_metrics", &raw.exclude_metrics),
-        ("distribution_metrics", &raw.distribution_metrics),
+        ("include_metrics", &mapping.include_metrics),
+        ("exclude_metrics", &mapping.exclude_metrics),
+        ("distribution_metrics", &mapping.distribution_metrics),
     ] {
         if let Some(i) = list.iter().position(|f| f.is_empty()) {
             return Err(err(
@@ -203,33 +226,33 @@ fn validate_instance(
             ));
         }
     }
-    if !AGGREGATION_INTERVALS.contains(&raw.aggregation_interval) {
+    if !AGGREGATION_INTERVALS.contains(&aggregation_interval) {
         return Err(err(
             "aggregation_interval",
             format!(
                 "must be one of 0, 1, 2, 5 or 10 (seconds; a divisor of the Agent's 10 s flush), not {}",
-                raw.aggregation_interval
+                aggregation_interval
             ),
         ));
     }
-    if raw.max_contexts == 0 {
+    if max_contexts == 0 {
         return Err(err(
             "max_contexts",
             "must be at least 1 (the default is 100000)".into(),
         ));
     }
-    if !COMMIT_INTERVALS_MS.contains(&raw.commit_interval_ms) {
+    if !COMMIT_INTERVALS_MS.contains(&commit_interval_ms) {
         return Err(err(
             "commit_interval_ms",
             format!(
                 "must be between {} and {} (milliseconds), not {}",
                 COMMIT_INTERVALS_MS.start(),
                 COMMIT_INTERVALS_MS.end(),
-                raw.commit_interval_ms
+                commit_interval_ms
             ),
         ));
     }
-    if raw.timestamp_field.is_empty() {
+    if mapping.timestamp_field.is_empty() {
         return Err(err("timestamp_field", "must not be empty".into()));
     }
 
@@ -238,7 +261,8 @@ fn validate_instance(
         tags.push(check_tag(tag).map_err(|r| err(&format!("tags[{i}]"), r))?);
     }
     tags.extend(global_tags.iter().cloned());
-    check_longest_line(&raw.tag_fields, &tags, destination).map_err(|(name, r)| err(name, r))?;
+    check_longest_line(&mapping.tag_fields, &tags, destination)
+        .map_err(|(name, r)| err(name, r))?;
 
     let mut kafka_options = KafkaOptions::default();
     for (name, value) in raw.kafka_options {
@@ -255,23 +279,15 @@ fn validate_instance(
         index,
         brokers,
         topic: raw.kafka_topic,
-        consumer_group: raw.consumer_group,
+        consumer_group,
         start_offset: raw.start_offset,
         security_protocol: raw.security_protocol,
         sasl,
         ssl_ca_location: raw.ssl_ca_location,
-        tag_fields: raw.tag_fields,
-        operational_fields: raw.operational_fields,
-        numeric_strings: raw.numeric_strings,
-        booleans: raw.booleans,
-        include_metrics: raw.include_metrics,
-        exclude_metrics: raw.exclude_metrics,
-        distribution_metrics: raw.distribution_metrics,
-        aggregation_interval: raw.aggregation_interval,
-        max_contexts: raw.max_contexts,
-        commit_interval_ms: raw.commit_interval_ms,
-        send_timestamps: raw.send_timestamps,
-        timestamp_field: raw.timestamp_field,
+        mapping,
+        aggregation_interval,
+        max_contexts,
+        commit_interval_ms,
         tags,
         kafka_options,
     })
