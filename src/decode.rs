@@ -16,6 +16,8 @@ use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
+use crate::telemetry::RejectReason;
+
 mod flat;
 
 /// One top-level value, as far as the mapping rules care.
@@ -93,13 +95,13 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// A short, stable label for counting (`reason:` tag).
-    pub fn reason(&self) -> &'static str {
+    /// Why, for counting (`reason:` tag).
+    pub fn reason(&self) -> RejectReason {
         match self {
-            DecodeError::Empty => "empty",
-            DecodeError::NotUtf8 { .. } => "not_utf8",
-            DecodeError::InvalidJson(_) => "invalid_json",
-            DecodeError::NotAnObject => "not_an_object",
+            DecodeError::Empty => RejectReason::Empty,
+            DecodeError::NotUtf8 { .. } => RejectReason::NotUtf8,
+            DecodeError::InvalidJson(_) => RejectReason::InvalidJson,
+            DecodeError::NotAnObject => RejectReason::NotAnObject,
         }
     }
 }

@@ -82,7 +82,7 @@ pub const MAX_TIMESTAMP_AGE_SECS: i64 = 3600;
 /// The backend drops points further ahead than this (seconds).
 pub const MAX_TIMESTAMP_LEAD_SECS: i64 = 600;
 
-/// Turns decoded messages into DogStatsD gauge lines. Build it once per instance with
+/// Turns decoded messages into DogStatsD points (gauges, distributions, call counts). Build it once per instance with
 /// [`MetricMapper::builder`] or [`MetricMapper::for_instance`].
 #[derive(Debug, Clone)]
 pub struct MetricMapper {
@@ -625,14 +625,7 @@ pub fn parse_timestamp(value: &FieldValue<'_>) -> Option<i64> {
 /// `YYYY-MM-DD[T ]HH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH]`.
 pub fn parse_iso8601(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(range)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        part.iter()
-            .try_fold(0i64, |acc, d| Some(acc * 10 + i64::from(d - b'0')))
-    };
+    let digits = |range: std::ops::Range<usize>| digits_of(b.get(range)?);
     if b.len() < 19
         || b[4] != b'-'
         || b[7] != b'-'
@@ -688,6 +681,7 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs)
 }
 
+/// The number a run of ASCII digits spells; `None` if it is empty or holds anything else.
 fn digits_of(b: &[u8]) -> Option<i64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;

@@ -3,8 +3,8 @@
 //! [`MetricSink`] (standard output for `--dry-run`, [`stdout`]). One file per transport; the
 //! [`Transport`] the configuration chooses is in [`transport`].
 //!
-//! The sink knows exactly when data has left the process, which is what the source needs to
-//! store offsets: [`DogStatsdSink::push_line`] returns [`Written::Flushed`] when the packed
+//! The sink knows exactly when data has left the process, which is what the forwarder needs to
+//! decide which offsets were delivered: [`DogStatsdSink::push_line`] returns [`Written::Flushed`] when the packed
 //! datagrams, and so every line pushed before, were accepted by the socket, and
 //! [`DogStatsdSink::flush`] returns `true` when nothing at all is left unsent.
 //!

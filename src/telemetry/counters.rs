@@ -4,10 +4,46 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::health::Health;
 
-/// Why a message was rejected as a whole (mirrors [`crate::decode::DecodeError::reason`]).
-pub const REJECT_REASONS: [&str; 4] = ["empty", "not_utf8", "invalid_json", "not_an_object"];
+/// Why a message was rejected as a whole ([`crate::decode::DecodeError::reason`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// No value at all (a tombstone).
+    Empty,
+    /// The bytes are not UTF-8.
+    NotUtf8,
+    /// Not JSON.
+    InvalidJson,
+    /// JSON, but not an object.
+    NotAnObject,
+}
 
-/// Why one field of an accepted message did not become a gauge.
+impl RejectReason {
+    /// Every reason, in counter order.
+    pub const ALL: [RejectReason; 4] = [
+        RejectReason::Empty,
+        RejectReason::NotUtf8,
+        RejectReason::InvalidJson,
+        RejectReason::NotAnObject,
+    ];
+
+    /// A short, stable label (`reason:` tag).
+    pub fn label(self) -> &'static str {
+        match self {
+            RejectReason::Empty => "empty",
+            RejectReason::NotUtf8 => "not_utf8",
+            RejectReason::InvalidJson => "invalid_json",
+            RejectReason::NotAnObject => "not_an_object",
+        }
+    }
+}
+
+impl PartialEq<&str> for RejectReason {
+    fn eq(&self, label: &&str) -> bool {
+        self.label() == *label
+    }
+}
+
+/// Why one field of an accepted message did not become a point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
     /// `null`.
@@ -116,17 +152,15 @@ pub struct Counters {
     pub revocations: AtomicU64,
     /// What the service checks report on.
     pub health: Health,
-    rejected: [AtomicU64; REJECT_REASONS.len()],
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     skipped: [AtomicU64; SkipReason::ALL.len()],
     timestamp_issues: [AtomicU64; TimestampIssue::ALL.len()],
 }
 
 impl Counters {
-    /// Counts a rejected message by its reason label.
-    pub fn reject(&self, reason: &str) {
-        if let Some(i) = REJECT_REASONS.iter().position(|r| *r == reason) {
-            self.rejected[i].fetch_add(1, Relaxed);
-        }
+    /// Counts a rejected message.
+    pub fn reject(&self, reason: RejectReason) {
+        self.rejected[reason as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts a skipped field.
@@ -183,8 +217,8 @@ pub struct Snapshot {
     pub send_errors: u64,
     /// Kafka client errors.
     pub kafka_errors: u64,
-    /// Rejections, indexed like [`REJECT_REASONS`].
-    pub rejected: [u64; REJECT_REASONS.len()],
+    /// Rejections, indexed like [`RejectReason::ALL`].
+    pub rejected: [u64; RejectReason::ALL.len()],
     /// Skips, indexed like [`SkipReason::ALL`].
     pub skipped: [u64; SkipReason::ALL.len()],
     /// Timestamp issues, indexed like [`TimestampIssue::ALL`].
@@ -199,7 +233,7 @@ impl Snapshot {
 
     /// Rejections for one reason label.
     pub fn rejected(&self, reason: &str) -> u64 {
-        REJECT_REASONS
+        RejectReason::ALL
             .iter()
             .position(|r| *r == reason)
             .map_or(0, |i| self.rejected[i])
@@ -250,7 +284,11 @@ impl Snapshot {
 
     /// Rejected messages as `reason=count` pairs with a non-zero count, for one log line.
     pub fn describe_rejections(&self) -> String {
-        describe_counts(REJECT_REASONS.iter().map(|r| (*r, self.rejected(r))))
+        describe_counts(
+            RejectReason::ALL
+                .iter()
+                .map(|r| (r.label(), self.rejected[*r as usize])),
+        )
     }
 }
 
@@ -275,7 +313,7 @@ mod tests {
     fn snapshots_add_up_every_counter() {
         let a = Counters::default();
         a.messages.fetch_add(2, Relaxed);
-        a.reject("invalid_json");
+        a.reject(RejectReason::InvalidJson);
         a.skip(SkipReason::Array);
         a.timestamp_issue(TimestampIssue::OutOfWindow);
         let sum = a.snapshot().merged(&a.snapshot());

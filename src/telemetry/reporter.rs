@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::counters::{Counters, SkipReason, Snapshot, TimestampIssue, REJECT_REASONS};
+use super::counters::{Counters, RejectReason, SkipReason, Snapshot, TimestampIssue};
 use super::health::service_check_datagram;
 use super::health::{kafka_status, send_status, Status, CAN_CONNECT, CAN_SEND};
 
@@ -47,7 +47,7 @@ pub const DISTRIBUTION_VALUES_SENT: SelfMetric =
     count("algorithmia.forwarder.distribution_values_sent");
 /// Values folded into another point of their aggregation window.
 pub const POINTS_AGGREGATED: SelfMetric = count("algorithmia.forwarder.points_aggregated");
-/// Fields that did not become gauges, tagged `reason:`.
+/// Fields that did not become points, tagged `reason:`.
 pub const FIELDS_SKIPPED: SelfMetric = count("algorithmia.forwarder.fields_skipped");
 /// Points sent without their timestamp, tagged `reason:`.
 pub const TIMESTAMPS_DROPPED: SelfMetric = count("algorithmia.forwarder.timestamps_dropped");
@@ -89,7 +89,10 @@ pub struct Reporter {
     last: Snapshot,
     topic: String,
     group: String,
+    /// Every tag, joined for the service checks: `topic`, `consumer_group`, the instance's.
     tags: String,
+    /// The instance's static tags, split once into key and value for cadence's builders.
+    static_tags: Vec<(String, Option<String>)>,
     brokers: Vec<String>,
     /// The statuses the service checks last sent.
     last_statuses: Option<[Status; 2]>,
@@ -129,6 +132,14 @@ impl Reporter {
             topic,
             group,
             tags,
+            static_tags: instance
+                .tags
+                .iter()
+                .map(|tag| match tag.split_once(':') {
+                    Some((k, v)) => (k.to_string(), Some(v.to_string())),
+                    None => (tag.clone(), None),
+                })
+                .collect(),
             brokers: instance.brokers.clone(),
             last_statuses: None,
         }
@@ -162,11 +173,11 @@ impl Reporter {
         for (metric, delta) in counts {
             self.count(metric, delta, None);
         }
-        for (i, reason) in REJECT_REASONS.iter().enumerate() {
+        for (i, reason) in RejectReason::ALL.iter().enumerate() {
             self.count(
                 MESSAGES_REJECTED,
                 now.rejected[i] - last.rejected[i],
-                Some(reason),
+                Some(reason.label()),
             );
         }
         for (i, reason) in SkipReason::ALL.iter().enumerate() {
@@ -243,10 +254,10 @@ impl Reporter {
         let mut builder = builder
             .with_tag("topic", &self.topic)
             .with_tag("consumer_group", &self.group);
-        for tag in self.tags.split(',').skip(2) {
-            builder = match tag.split_once(':') {
-                Some((k, v)) => builder.with_tag(k, v),
-                None => builder.with_tag_value(tag),
+        for (key, value) in &self.static_tags {
+            builder = match value {
+                Some(value) => builder.with_tag(key, value),
+                None => builder.with_tag_value(key),
             };
         }
         builder
