@@ -4,7 +4,7 @@
 //! arrays and objects are skipped rather than built, so a typical message costs one small vector.
 //!
 //! ```
-//! use algorithmia_datadog::decode::{decode, FieldValue};
+//! use algorithmia_datadog::{decode, FieldValue};
 //!
 //! let message = decode(br#"{"risk_score":0.2,"algorithm_name":"credit_card_approval"}"#).unwrap();
 //! assert_eq!(message.fields[0].name, "risk_score");
@@ -134,7 +134,7 @@ pub fn decode(payload: &[u8]) -> Result<InsightsMessage<'_>, DecodeError> {
 /// Like [`decode`], decoding into `fields` (empty; from [`InsightsMessage::recycle`]) when the
 /// message is a flat object of plain values.
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::decode::{decode_reusing, FieldValue};
 ///
 /// let first = decode_reusing(br#"{"a":1,"b":2}"#, Vec::new()).unwrap();
@@ -542,5 +542,20 @@ mod tests {
         let m = decode(br#"{"a":1,"a":2}"#).unwrap();
         assert_eq!(m.fields.len(), 2);
         assert_eq!(m.fields[1].value, FieldValue::UInt(2));
+    }
+}
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn doc_example_of_decode_reusing() {
+        use crate::decode::{decode_reusing, FieldValue};
+
+        let first = decode_reusing(br#"{"a":1,"b":2}"#, Vec::new()).unwrap();
+        let fields = first.recycle();
+        assert!(fields.is_empty() && fields.capacity() >= 2);
+        let second = decode_reusing(br#"{"c":"x"}"#, fields).unwrap();
+        assert_eq!(second.get("c"), Some(&FieldValue::Str("x".into())));
     }
 }

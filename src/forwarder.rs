@@ -11,10 +11,10 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use algorithmia_datadog::forwarder::Forwarder;
+//! use algorithmia_datadog::Forwarder;
 //! use algorithmia_datadog::metrics::MetricMapper;
-//! use algorithmia_datadog::sink::DogStatsdSink;
-//! use algorithmia_datadog::telemetry::Counters;
+//! use algorithmia_datadog::DogStatsdSink;
+//! use algorithmia_datadog::Counters;
 //! use cadence::SpyMetricSink;
 //!
 //! let (datagrams, spy) = SpyMetricSink::new();

@@ -1,6 +1,10 @@
 //! `algorithmia-datadog`: forwards Algorithmia Insights metrics from Kafka to the Datadog Agent.
 //!
-//! One module per stage of the pipeline, each naming only the stages before it:
+//! One module per stage of the pipeline, each naming only the stages before it. The modules are
+//! private but for the configuration ([`config`]), the mapping rules ([`metrics`]), the demo
+//! ([`demo`]) and the dashboard installer ([`assets`]); what the binary, the tests, the benches
+//! and the fuzz targets use of the rest is re-exported here.
+//!
 //!
 //! - [`config`]: `conf.d/algorithmia.yaml` (or the old script's environment variables), validated;
 //! - [`source`]: the Kafka consumer's settings and callbacks;
@@ -24,20 +28,36 @@
 
 #![warn(missing_docs)]
 
-pub mod aggregate;
+mod aggregate;
 pub mod assets;
 pub mod config;
-pub mod decode;
+mod decode;
 pub mod demo;
-pub mod dogstatsd;
+mod dogstatsd;
+/// librdkafka's mock cluster in-process, for the demo, the tests and the benches: unsafe FFI,
+/// not an interface.
+#[doc(hidden)]
 pub mod embedded;
-pub mod forwarder;
-pub mod hash;
+mod forwarder;
+mod hash;
 pub mod metrics;
-pub mod offsets;
-pub mod pipeline;
-pub mod shutdown;
-pub mod sink;
-pub mod source;
-pub mod telemetry;
-pub mod throttle;
+mod offsets;
+mod pipeline;
+mod shutdown;
+mod sink;
+mod source;
+mod telemetry;
+mod throttle;
+
+pub use aggregate::Window;
+pub use decode::{decode, DecodeError, Field, FieldValue, InsightsMessage};
+pub use dogstatsd::{MetricKind, Value};
+pub use forwarder::{Due, Forwarder, ForwarderBuilder, Released};
+pub use pipeline::{run, run_with_counters, Output, RunError, RunOptions};
+pub use shutdown::Shutdown;
+pub use sink::{DogStatsdSink, DogStatsdSinkBuilder, Written};
+pub use source::validate_client_config;
+pub use telemetry::{
+    Counters, Health, RejectReason, SelfMetric, SelfMetricKind, SkipReason, Snapshot,
+    TimestampIssue, SELF_METRICS, SERVICE_CHECKS,
+};

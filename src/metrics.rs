@@ -9,9 +9,9 @@
 //! line per point.
 //!
 //! ```
-//! use algorithmia_datadog::decode::decode;
+//! use algorithmia_datadog::decode;
 //! use algorithmia_datadog::metrics::MetricMapper;
-//! use algorithmia_datadog::telemetry::Counters;
+//! use algorithmia_datadog::Counters;
 //!
 //! let mut mapper = MetricMapper::builder("algorithmia").build();
 //! let message = decode(br#"{"risk_score":0.2,"algorithm_name":"credit_card_approval"}"#).unwrap();

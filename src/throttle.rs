@@ -45,14 +45,6 @@ impl LogLimiter {
     }
 }
 
-/// ` (N <what> suppressed)` after a rate-limited log line, or nothing when none was.
-pub fn suppressed_note(suppressed: u64, what: &str) -> String {
-    match suppressed {
-        0 => String::new(),
-        n => format!(" ({n} {what} suppressed)"),
-    }
-}
-
 /// What to log about a problem that lasts: each distinct problem once when it first appears, a
 /// reminder at most once per `remind_every` while the trouble lasts, and one line when it ends.
 ///
@@ -60,7 +52,7 @@ pub fn suppressed_note(suppressed: u64, what: &str) -> String {
 /// the error callback and by `poll`, or again on every reconnection attempt, is one problem. The
 /// clock is the caller's, so that tests need not wait.
 ///
-/// ```
+/// ```text
 /// use std::time::{Duration, Instant};
 /// use algorithmia_datadog::throttle::ProblemLog;
 ///
@@ -206,13 +198,31 @@ mod tests {
         // A new problem afterwards is news again.
         assert!(log.report("AllBrokersDown", "down", at(200)).is_some());
     }
+}
 
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
     #[test]
-    fn suppressed_notes_never_say_zero() {
-        assert_eq!(suppressed_note(0, "similar messages"), "");
+    fn doc_example_of_problemlog() {
+        use crate::throttle::ProblemLog;
+        use std::time::{Duration, Instant};
+
+        let mut log = ProblemLog::new(Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert!(log
+            .report("AllBrokersDown", "1/1 brokers are down", t0)
+            .is_some());
+        assert!(log
+            .report(
+                "AllBrokersDown",
+                "1/1 brokers are down",
+                t0 + Duration::from_secs(1)
+            )
+            .is_none());
         assert_eq!(
-            suppressed_note(3, "similar messages"),
-            " (3 similar messages suppressed)"
+            log.resolve(t0 + Duration::from_secs(12)),
+            Some(Duration::from_secs(12))
         );
     }
 }

@@ -14,7 +14,7 @@
 //! [`crate::pipeline`]). Nothing is lost, and nothing is reported sent before it was.
 //!
 //! ```
-//! use algorithmia_datadog::sink::{DogStatsdSink, Written};
+//! use algorithmia_datadog::{DogStatsdSink, Written};
 //! use cadence::SpyMetricSink;
 //!
 //! let (datagrams, spy) = SpyMetricSink::new();
@@ -41,11 +41,9 @@ mod transport;
 mod udp;
 mod unix;
 
-pub use packed::{Packed, BATCH};
+pub use packed::Packed;
 pub use stdout::{StdoutMetricSink, TeeMetricSink};
-pub use transport::{open_transport, send_one_by_one, OneByOne, SendDatagrams, Transport};
-pub use udp::UdpDestination;
-pub use unix::UnixDestination;
+pub use transport::{open_transport, OneByOne, SendDatagrams, Transport};
 
 /// How long datagrams may wait in the buffer before they are sent anyway.
 pub const MAX_BUFFER_AGE: Duration = Duration::from_millis(100);

@@ -5,7 +5,7 @@
 //! a wake-up of the Agent's reader: written one per `sendto`, that was half of the forwarder's
 //! time when it sends every point. A batch wakes the reader once and enters the kernel once.
 //!
-//! ```
+//! ```text
 //! use algorithmia_datadog::sink::{OneByOne, Packed, SendDatagrams};
 //! use cadence::SpyMetricSink;
 //!
@@ -93,5 +93,23 @@ pub(crate) mod tests {
         p.remove_first(5);
         assert!(p.is_empty());
         assert_eq!(p.bytes_of_first(0), 0);
+    }
+}
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn doc_example_of_the_module() {
+        use crate::sink::{OneByOne, Packed, SendDatagrams};
+        use cadence::SpyMetricSink;
+
+        let (received, spy) = SpyMetricSink::new();
+        let mut packed = Packed::default();
+        packed.push("a:1|g");
+        packed.push("b:2|g\nc:3|g");
+        let (sent, error) = OneByOne(spy).send(&packed);
+        assert_eq!((sent, error.is_none()), (2, true));
+        assert_eq!(received.try_recv().unwrap(), b"a:1|g");
     }
 }

@@ -6,7 +6,7 @@
 //! command line (the demo summary, the benchmark) or a reporter reads them.
 //!
 //! ```
-//! use algorithmia_datadog::telemetry::{Counters, SkipReason};
+//! use algorithmia_datadog::{Counters, SkipReason};
 //!
 //! let counters = Counters::default();
 //! counters.skip(SkipReason::Null);
