@@ -44,10 +44,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use algorithmia_datadog::config::Config;
 use algorithmia_datadog::embedded::{SampleMessages, PUBLIC_SAMPLE};
-use algorithmia_datadog::forwarder::Forwarder;
 use algorithmia_datadog::metrics::MetricMapper;
-use algorithmia_datadog::sink::DogStatsdSink;
-use algorithmia_datadog::telemetry::Counters;
+use algorithmia_datadog::Counters;
+use algorithmia_datadog::DogStatsdSink;
+use algorithmia_datadog::Forwarder;
 
 #[path = "../tests/common/mod.rs"]
 mod common;

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use algorithmia_datadog::config::Config;
 use algorithmia_datadog::embedded::{EmbeddedKafka, SampleMessages};
-use algorithmia_datadog::pipeline::{run_with_counters, RunOptions};
-use algorithmia_datadog::telemetry::Counters;
+use algorithmia_datadog::Counters;
+use algorithmia_datadog::{run_with_counters, RunOptions};
 
 #[path = "../tests/common/mod.rs"]
 mod common;

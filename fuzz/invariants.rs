@@ -21,13 +21,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex};
 
-use algorithmia_datadog::aggregate::Window;
 use algorithmia_datadog::config::{is_secret_property, Config, Instance};
-use algorithmia_datadog::decode::{decode, Field, FieldValue, InsightsMessage};
-use algorithmia_datadog::dogstatsd::{MetricKind, Value};
 use algorithmia_datadog::metrics::{MetricMapper, PointSink};
-use algorithmia_datadog::sink::{DogStatsdSink, Written};
-use algorithmia_datadog::telemetry::Counters;
+use algorithmia_datadog::Counters;
+use algorithmia_datadog::Window;
+use algorithmia_datadog::{decode, Field, FieldValue, InsightsMessage};
+use algorithmia_datadog::{DogStatsdSink, Written};
+use algorithmia_datadog::{MetricKind, Value};
 use cadence::MetricSink;
 
 /// "Now" for every mapper the checks build (2021-02-20T00:21:54Z, the public sample's time), so

@@ -19,8 +19,8 @@
 //! and nothing is dropped.
 //!
 //! ```
-//! use algorithmia_datadog::aggregate::Window;
-//! use algorithmia_datadog::dogstatsd::{MetricKind, Value};
+//! use algorithmia_datadog::Window;
+//! use algorithmia_datadog::{MetricKind, Value};
 //! use algorithmia_datadog::metrics::PointSink;
 //!
 //! let mut window = Window::new(100_000);
@@ -59,7 +59,7 @@ pub const MAX_DISTRIBUTION_VALUES: usize = 250_000;
 /// at the next wall-clock multiple of `interval`, so that windows line up with the Agent's
 /// 10-second flushes and with every other forwarder's windows.
 ///
-/// ```
+/// ```text
 /// use std::time::{Duration, Instant, UNIX_EPOCH};
 /// use algorithmia_datadog::aggregate::window_end;
 ///
@@ -366,3 +366,20 @@ impl PointSink for Window {
 
 #[cfg(test)]
 mod tests;
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn doc_example_of_window_end() {
+        use crate::aggregate::window_end;
+        use std::time::{Duration, Instant, UNIX_EPOCH};
+
+        let now = Instant::now();
+        let wall = UNIX_EPOCH + Duration::from_millis(1_700_000_003_250);
+        assert_eq!(
+            window_end(Duration::from_secs(2), now, wall),
+            now + Duration::from_millis(750)
+        );
+    }
+}

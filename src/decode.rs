@@ -4,7 +4,7 @@
 //! arrays and objects are skipped rather than built, so a typical message costs one small vector.
 //!
 //! ```
-//! use algorithmia_datadog::decode::{decode, FieldValue};
+//! use algorithmia_datadog::{decode, FieldValue};
 //!
 //! let message = decode(br#"{"risk_score":0.2,"algorithm_name":"credit_card_approval"}"#).unwrap();
 //! assert_eq!(message.fields[0].name, "risk_score");
@@ -15,6 +15,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::telemetry::RejectReason;
 
 mod flat;
 
@@ -93,13 +95,13 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// A short, stable label for counting (`reason:` tag).
-    pub fn reason(&self) -> &'static str {
+    /// Why, for counting (`reason:` tag).
+    pub fn reason(&self) -> RejectReason {
         match self {
-            DecodeError::Empty => "empty",
-            DecodeError::NotUtf8 { .. } => "not_utf8",
-            DecodeError::InvalidJson(_) => "invalid_json",
-            DecodeError::NotAnObject => "not_an_object",
+            DecodeError::Empty => RejectReason::Empty,
+            DecodeError::NotUtf8 { .. } => RejectReason::NotUtf8,
+            DecodeError::InvalidJson(_) => RejectReason::InvalidJson,
+            DecodeError::NotAnObject => RejectReason::NotAnObject,
         }
     }
 }
@@ -132,7 +134,7 @@ pub fn decode(payload: &[u8]) -> Result<InsightsMessage<'_>, DecodeError> {
 /// Like [`decode`], decoding into `fields` (empty; from [`InsightsMessage::recycle`]) when the
 /// message is a flat object of plain values.
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::decode::{decode_reusing, FieldValue};
 ///
 /// let first = decode_reusing(br#"{"a":1,"b":2}"#, Vec::new()).unwrap();
@@ -540,5 +542,20 @@ mod tests {
         let m = decode(br#"{"a":1,"a":2}"#).unwrap();
         assert_eq!(m.fields.len(), 2);
         assert_eq!(m.fields[1].value, FieldValue::UInt(2));
+    }
+}
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn doc_example_of_decode_reusing() {
+        use crate::decode::{decode_reusing, FieldValue};
+
+        let first = decode_reusing(br#"{"a":1,"b":2}"#, Vec::new()).unwrap();
+        let fields = first.recycle();
+        assert!(fields.is_empty() && fields.capacity() >= 2);
+        let second = decode_reusing(br#"{"c":"x"}"#, fields).unwrap();
+        assert_eq!(second.get("c"), Some(&FieldValue::Str("x".into())));
     }
 }

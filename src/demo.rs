@@ -186,17 +186,9 @@ pub fn demo_config(
         config.metric_prefix = base.metric_prefix.clone();
         if let Some(first) = base.instances.first() {
             let embedded = &mut config.instances[0];
-            embedded.tag_fields = first.tag_fields.clone();
-            embedded.operational_fields = first.operational_fields.clone();
-            embedded.numeric_strings = first.numeric_strings;
-            embedded.booleans = first.booleans;
-            embedded.include_metrics = first.include_metrics.clone();
-            embedded.exclude_metrics = first.exclude_metrics.clone();
-            embedded.distribution_metrics = first.distribution_metrics.clone();
+            embedded.mapping = first.mapping.clone();
             embedded.aggregation_interval = first.aggregation_interval;
             embedded.max_contexts = first.max_contexts;
-            embedded.send_timestamps = first.send_timestamps;
-            embedded.timestamp_field = first.timestamp_field.clone();
             embedded.tags = first.tags.clone();
             embedded.tags.push(DEMO_TAG.to_string());
         }

@@ -4,7 +4,7 @@
 //! Everything that writes a line goes through here, so that no input can end a tag (`,`), a
 //! field (`|`), start a tag list (`#`) or start a second metric (a line break).
 //!
-//! ```
+//! ```text
 //! use algorithmia_datadog::dogstatsd::{push_line, push_metric_name, MetricKind};
 //!
 //! let mut name = String::new();
@@ -25,7 +25,7 @@ const MAX_TIMESTAMP_FIELD: usize = 22;
 /// most `tags` bytes: a name of [`MAX_NAME_CHARS`], the longest value, the type, the tags and a
 /// timestamp. (A distribution line of several values is packed to its datagram by the caller.)
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::dogstatsd::longest_line;
 ///
 /// assert_eq!(longest_line(0), 249);
@@ -37,7 +37,7 @@ pub fn longest_line(tags: usize) -> usize {
 }
 /// A metric value, kept as the integer or float it was so that it prints exactly.
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::dogstatsd::Value;
 ///
 /// let mut line = String::new();
@@ -120,7 +120,7 @@ impl MetricKind {
 
 /// Renders points one line each, in buffers it keeps, so that a point costs no allocation.
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::dogstatsd::{LineWriter, MetricKind, Value};
 ///
 /// let mut lines = LineWriter::default();
@@ -224,7 +224,7 @@ pub fn push_metric_name(out: &mut String, prefix: &str, field: &str) {
 /// bytes, cut on a character boundary; and no `:` at the end, since a tag must not end with one
 /// (the value may then be empty, and the caller leaves the tag out).
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::dogstatsd::push_tag_value;
 ///
 /// let mut tag = String::from("algorithm_owner:");
@@ -271,3 +271,65 @@ const PLAIN_TAG_BYTES: [bool; 256] = {
     }
     table
 };
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn doc_example_of_the_module() {
+        use crate::dogstatsd::{push_line, push_metric_name, MetricKind};
+
+        let mut name = String::new();
+        push_metric_name(&mut name, "algorithmia.", "risk score");
+        let mut line = String::new();
+        push_line(
+            &mut line,
+            &name,
+            "0.2:0.3",
+            MetricKind::Distribution,
+            "algorithm_name:m",
+            Some(1),
+        );
+        assert_eq!(line, "algorithmia.risk_score:0.2:0.3|d|#algorithm_name:m"); // no |T on |d
+    }
+
+    #[test]
+    fn doc_example_of_longest_line() {
+        use crate::dogstatsd::longest_line;
+
+        assert_eq!(longest_line(0), 249);
+        assert_eq!(longest_line(602), 853); // three 200-byte tags
+    }
+
+    #[test]
+    fn doc_example_of_value() {
+        use crate::dogstatsd::Value;
+
+        let mut line = String::new();
+        Value::Float(0.25).write(&mut line);
+        line.push(':');
+        Value::UInt(2).added(Value::UInt(3)).write(&mut line);
+        assert_eq!(line, "0.25:5");
+    }
+
+    #[test]
+    fn doc_example_of_linewriter() {
+        use crate::dogstatsd::{LineWriter, MetricKind, Value};
+
+        let mut lines = LineWriter::default();
+        lines.begin("algorithm_name:m", Some(1_700_000_000));
+        assert_eq!(
+            lines.render("algorithmia.calls", MetricKind::Count, Value::UInt(1)),
+            "algorithmia.calls:1|c|#algorithm_name:m|T1700000000"
+        );
+    }
+
+    #[test]
+    fn doc_example_of_push_tag_value() {
+        use crate::dogstatsd::push_tag_value;
+
+        let mut tag = String::from("algorithm_owner:");
+        push_tag_value(&mut tag, "team a|b:", 200);
+        assert_eq!(tag, "algorithm_owner:team_a_b");
+    }
+}

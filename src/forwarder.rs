@@ -11,10 +11,10 @@
 //! ```
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use algorithmia_datadog::forwarder::Forwarder;
+//! use algorithmia_datadog::Forwarder;
 //! use algorithmia_datadog::metrics::MetricMapper;
-//! use algorithmia_datadog::sink::DogStatsdSink;
-//! use algorithmia_datadog::telemetry::Counters;
+//! use algorithmia_datadog::DogStatsdSink;
+//! use algorithmia_datadog::Counters;
 //! use cadence::SpyMetricSink;
 //!
 //! let (datagrams, spy) = SpyMetricSink::new();
@@ -28,18 +28,20 @@
 //! .build();
 //! forwarder.handle(0, 41, Some(br#"{"risk_score":0.2}"#));
 //! forwarder.handle(0, 42, Some(br#"{"risk_score":0.3}"#));
-//! assert!(forwarder.offsets.take_unstored("insights").is_none(), "the window is open");
+//! assert!(forwarder.take_delivered().is_none(), "the window is open");
 //! assert!(forwarder.flush());
 //! assert_eq!(
 //!     datagrams.try_recv().unwrap(),
 //!     b"algorithmia.risk_score:0.3|g\nalgorithmia.calls:2|c"
 //! );
-//! assert!(forwarder.offsets.take_unstored("insights").is_some());
+//! assert!(forwarder.take_delivered().is_some());
 //! ```
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+
+use rdkafka::TopicPartitionList;
 
 use crate::aggregate::{window_end, Window};
 use crate::decode::{decode_reusing, Field};
@@ -47,7 +49,31 @@ use crate::dogstatsd::{LineWriter, MetricKind, Value};
 use crate::metrics::{MetricMapper, PointSink};
 use crate::offsets::OffsetTracker;
 use crate::sink::{DogStatsdSink, Written};
-use crate::telemetry::{Counters, LogLimiter};
+use crate::telemetry::Counters;
+use crate::throttle::LogLimiter;
+
+/// What [`Forwarder::flush_if_due`] did, and when it next has work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// A window ended and all of it reached the socket: its offsets are worth committing now
+    /// rather than at the next auto-commit, so that a crash replays next to nothing.
+    pub window_written: bool,
+    /// The Agent refused a write: the caller retries [`Forwarder::flush`] on its own schedule.
+    pub blocked: bool,
+    /// When a window or the sink's buffer is next due; `None` when nothing waits, or while
+    /// blocked (a refusing Agent is not polled in a busy loop).
+    pub next: Option<Instant>,
+}
+
+/// What [`Forwarder::release`] hands over.
+#[derive(Debug)]
+pub struct Released {
+    /// Whether everything held back went out; if not, the unsent messages are not in `offsets`
+    /// and the partitions' next owner consumes them again.
+    pub all_sent: bool,
+    /// The next offset to consume of every released partition that delivered something.
+    pub offsets: TopicPartitionList,
+}
 
 /// Decodes, maps, aggregates and sends messages; tracks which offsets are safe to store.
 pub struct Forwarder {
@@ -59,7 +85,7 @@ pub struct Forwarder {
     window_deadline: Option<Instant>,
     sink: DogStatsdSink,
     /// The offsets on their way to being stored.
-    pub offsets: OffsetTracker,
+    offsets: OffsetTracker,
     counters: Arc<Counters>,
     reject_log: LogLimiter,
     topic: String,
@@ -182,18 +208,43 @@ impl Forwarder {
     }
 
     /// Writes the window once its interval is over, or the sink's buffer once it is older than
-    /// [`crate::sink::MAX_BUFFER_AGE`]. A blocked sink is retried by the caller, on its own
-    /// schedule.
-    pub fn flush_if_due(&mut self, now: Instant) {
-        if self.sink.is_blocked() {
-            return;
+    /// [`crate::sink::MAX_BUFFER_AGE`], and says what happened and when to come back. A blocked
+    /// sink is retried by the caller, on its own schedule.
+    pub fn flush_if_due(&mut self, now: Instant) -> Due {
+        let mut window_written = false;
+        if !self.sink.is_blocked() {
+            if self.window_deadline.is_some_and(|d| now >= d) {
+                self.close_window();
+                window_written = !self.sink.is_blocked();
+            }
+            if self.sink.flush_deadline().is_some_and(|d| now >= d) {
+                self.flush_sink();
+            }
         }
-        if self.window_deadline.is_some_and(|d| now >= d) {
-            self.close_window();
+        Due {
+            window_written,
+            blocked: self.sink.is_blocked(),
+            next: self.next_deadline(),
         }
-        if self.sink.flush_deadline().is_some_and(|d| now >= d) {
-            self.flush_sink();
-        }
+    }
+
+    /// The delivered offsets not handed out yet, for `store_offsets`; `None` when none moved.
+    pub fn take_delivered(&mut self) -> Option<TopicPartitionList> {
+        self.offsets.take_unstored(&self.topic)
+    }
+
+    /// `partitions` leave this forwarder (`None`: all of them, at shutdown). One attempt to send
+    /// everything held back, then their delivered offsets, which it forgets: whoever commits
+    /// them owns them now.
+    pub fn release(&mut self, partitions: Option<&[i32]>) -> Released {
+        let all_sent = self.flush();
+        let offsets = self.offsets.delivered(&self.topic, partitions);
+        let gone: Vec<i32> = match partitions {
+            Some(partitions) => partitions.to_vec(),
+            None => offsets.elements().iter().map(|e| e.partition()).collect(),
+        };
+        self.offsets.forget(&gone);
+        Released { all_sent, offsets }
     }
 
     /// One attempt to send everything: the open window, then whatever the sink holds. `true`

@@ -5,7 +5,7 @@
 //! once per process (from std's own random hasher keys), so that which strings collide cannot be
 //! worked out in advance from the messages of a topic.
 //!
-//! ```
+//! ```text
 //! use std::collections::HashMap;
 //! use algorithmia_datadog::hash::FastState;
 //!
@@ -141,5 +141,19 @@ mod tests {
             low.insert(hash(&format!("v{i}")) & 1023);
         }
         assert!(low.len() > 550, "{} of 1024 buckets", low.len());
+    }
+}
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn doc_example_of_the_module() {
+        use crate::hash::FastState;
+        use std::collections::HashMap;
+
+        let mut map: HashMap<&str, u32, FastState> = HashMap::default();
+        map.insert("risk_score", 1);
+        assert_eq!(map.get("risk_score"), Some(&1));
     }
 }

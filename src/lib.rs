@@ -1,18 +1,24 @@
 //! `algorithmia-datadog`: forwards Algorithmia Insights metrics from Kafka to the Datadog Agent.
 //!
-//! One module per stage of the pipeline:
+//! One module per stage of the pipeline, each naming only the stages before it. The modules are
+//! private but for the configuration ([`config`]), the mapping rules ([`metrics`]), the demo
+//! ([`demo`]) and the dashboard installer ([`assets`]); what the binary, the tests, the benches
+//! and the fuzz targets use of the rest is re-exported here.
+//!
 //!
 //! - [`config`]: `conf.d/algorithmia.yaml` (or the old script's environment variables), validated;
-//! - [`source`]: the Kafka consumer and the offsets it may store;
+//! - [`source`]: the Kafka consumer's settings and callbacks;
 //! - [`decode`]: an Insights message, a flat JSON object, read without building a tree;
 //! - [`metrics`]: the mapping rules from fields to points (gauges, distributions, call counts);
 //! - [`aggregate`]: the points of a few seconds folded per context, as Datadog's clients do;
-//! - [`sink`]: datagram packing, and [`datagrams`]: the sockets, many datagrams per system call;
-//! - [`forwarder`]: the stages after the source, one message at a time, and [`offsets`]: which
-//!   offsets that makes safe to store;
-//! - [`pipeline`]: the loop that drives them, and a clean stop;
+//! - [`sink`]: datagram packing, and one file per transport (UDP, Unix socket, standard output);
+//! - [`forwarder`]: the stages after the source, one message at a time, and the one owner of
+//!   what was delivered ([`offsets`]: which offsets that makes safe to store);
+//! - [`pipeline`]: the loop that drives them, the one place offsets are stored and committed,
+//!   and a clean stop;
 //! - [`shutdown`]: signals and the stop deadline;
-//! - [`telemetry`]: what the forwarder counts about itself.
+//! - [`telemetry`]: what the forwarder counts about itself, its health and the reporter that
+//!   sends both; [`throttle`]: what keeps the log readable through floods and outages.
 //!
 //! [`dogstatsd`] holds the wire format every stage writes; [`hash`] the hasher of the lookups
 //! made per message.
@@ -22,21 +28,37 @@
 
 #![warn(missing_docs)]
 
-pub mod aggregate;
+mod aggregate;
 pub mod assets;
 pub mod config;
-pub mod datagrams;
-pub mod decode;
+mod decode;
 pub mod demo;
-pub mod dogstatsd;
+mod dogstatsd;
+/// librdkafka's mock cluster in-process, for the demo, the tests and the benches: unsafe FFI,
+/// not an interface.
+#[doc(hidden)]
 pub mod embedded;
-pub mod forwarder;
-pub mod hash;
+mod forwarder;
+mod hash;
 pub mod metrics;
-pub mod offsets;
-pub mod pipeline;
-pub mod shutdown;
-pub mod sink;
-pub mod source;
-pub mod telemetry;
-pub mod tls_diagnosis;
+mod offsets;
+mod pipeline;
+mod shutdown;
+mod sink;
+mod source;
+mod telemetry;
+mod throttle;
+mod tls_diagnosis;
+
+pub use aggregate::Window;
+pub use decode::{decode, DecodeError, Field, FieldValue, InsightsMessage};
+pub use dogstatsd::{MetricKind, Value};
+pub use forwarder::{Due, Forwarder, ForwarderBuilder, Released};
+pub use pipeline::{run, run_with_counters, Output, RunError, RunOptions};
+pub use shutdown::Shutdown;
+pub use sink::{DogStatsdSink, DogStatsdSinkBuilder, Written};
+pub use source::validate_client_config;
+pub use telemetry::{
+    Counters, Health, RejectReason, SelfMetric, SelfMetricKind, SkipReason, Snapshot,
+    TimestampIssue, SELF_METRICS, SERVICE_CHECKS,
+};

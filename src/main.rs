@@ -7,9 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use algorithmia_datadog::config::{process_env, Config, ConfigSource};
-use algorithmia_datadog::pipeline::{self, Output, RunOptions};
-use algorithmia_datadog::shutdown::Shutdown;
-use algorithmia_datadog::{assets, demo, source};
+use algorithmia_datadog::{assets, demo, validate_client_config, Output, RunOptions, Shutdown};
 
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
@@ -192,7 +190,7 @@ fn main() -> ExitCode {
 fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
     let loaded = Config::load(args.config.as_deref(), &process_env).and_then(|(config, source)| {
         for instance in &config.instances {
-            source::validate_client_config(instance, &config.origin)?;
+            validate_client_config(instance, &config.origin)?;
         }
         Ok((config, source))
     });
@@ -234,7 +232,7 @@ fn run(args: RunArgs) -> ExitCode {
         },
         ..RunOptions::default()
     };
-    match pipeline::run(&config, &options) {
+    match algorithmia_datadog::run(&config, &options) {
         Ok(total) => {
             log::info!(
                 "stopped: {} messages, {} gauges, {} call counts, {} distribution values, {} values aggregated, {} rejected, skipped: {}",

@@ -9,9 +9,9 @@
 //! line per point.
 //!
 //! ```
-//! use algorithmia_datadog::decode::decode;
+//! use algorithmia_datadog::decode;
 //! use algorithmia_datadog::metrics::MetricMapper;
-//! use algorithmia_datadog::telemetry::Counters;
+//! use algorithmia_datadog::Counters;
 //!
 //! let mut mapper = MetricMapper::builder("algorithmia").build();
 //! let message = decode(br#"{"risk_score":0.2,"algorithm_name":"credit_card_approval"}"#).unwrap();
@@ -34,7 +34,7 @@
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::config::Instance;
+use crate::config::{Instance, Mapping};
 use crate::decode::{FieldValue, InsightsMessage};
 use crate::dogstatsd::{push_metric_name, push_tag_value, LineWriter, MAX_NAME_CHARS};
 use crate::dogstatsd::{MetricKind, Value};
@@ -82,7 +82,7 @@ pub const MAX_TIMESTAMP_AGE_SECS: i64 = 3600;
 /// The backend drops points further ahead than this (seconds).
 pub const MAX_TIMESTAMP_LEAD_SECS: i64 = 600;
 
-/// Turns decoded messages into DogStatsD gauge lines. Build it once per instance with
+/// Turns decoded messages into DogStatsD points (gauges, distributions, call counts). Build it once per instance with
 /// [`MetricMapper::builder`] or [`MetricMapper::for_instance`].
 #[derive(Debug, Clone)]
 pub struct MetricMapper {
@@ -195,25 +195,36 @@ impl MetricMapperBuilder {
 impl MetricMapper {
     /// A builder with the file's defaults and this metric prefix (no trailing dot).
     pub fn builder(prefix: &str) -> MetricMapperBuilder {
-        let defaults = ["algorithm_name", "algorithm_version", "algorithm_owner"];
+        MetricMapper::builder_from(prefix, Mapping::default())
+    }
+
+    /// A builder with these mapping rules and this metric prefix (no trailing dot).
+    pub fn builder_from(prefix: &str, mapping: Mapping) -> MetricMapperBuilder {
+        let Mapping {
+            tag_fields,
+            operational_fields,
+            numeric_strings,
+            booleans,
+            include_metrics,
+            exclude_metrics,
+            distribution_metrics,
+            send_timestamps,
+            timestamp_field,
+        } = mapping;
         MetricMapperBuilder {
             mapper: MetricMapper {
                 name_prefix: format!("{prefix}."),
-                operational_fields: defaults
-                    .iter()
-                    .chain(&["request_id", "session_id", "time"])
-                    .map(|s| s.to_string())
-                    .collect(),
-                tag_fields: defaults.iter().map(|s| s.to_string()).collect(),
+                operational_fields,
+                tag_fields,
                 static_tags: String::new(),
-                numeric_strings: true,
-                booleans: true,
-                include: vec![],
-                exclude: vec![],
-                distributions: vec![],
+                numeric_strings,
+                booleans,
+                include: include_metrics,
+                exclude: exclude_metrics,
+                distributions: distribution_metrics,
                 calls_name: format!("{prefix}.calls"),
-                send_timestamps: false,
-                timestamp_field: "time".into(),
+                send_timestamps,
+                timestamp_field,
                 clock: None,
                 tags: String::with_capacity(256),
                 name: String::with_capacity(256),
@@ -235,16 +246,7 @@ impl MetricMapper {
     /// A builder set up as the instance's configuration describes, for what a file cannot say
     /// (a fixed clock in tests and fuzz targets).
     pub fn builder_for_instance(prefix: &str, instance: &Instance) -> MetricMapperBuilder {
-        MetricMapper::builder(prefix)
-            .operational_fields(instance.operational_fields.iter().cloned())
-            .tag_fields(instance.tag_fields.iter().cloned())
-            .static_tags(&instance.tags)
-            .numeric_strings(instance.numeric_strings)
-            .booleans(instance.booleans)
-            .include(instance.include_metrics.iter().cloned())
-            .exclude(instance.exclude_metrics.iter().cloned())
-            .distributions(instance.distribution_metrics.iter().cloned())
-            .send_timestamps(instance.send_timestamps, instance.timestamp_field.clone())
+        MetricMapper::builder_from(prefix, instance.mapping.clone()).static_tags(&instance.tags)
     }
 
     /// Writes one DogStatsD line per point of `message`, in field order, through `emit`: what
@@ -623,14 +625,7 @@ pub fn parse_timestamp(value: &FieldValue<'_>) -> Option<i64> {
 /// `YYYY-MM-DD[T ]HH:MM:SS[.fraction][Z|±HH:MM|±HHMM|±HH]`.
 pub fn parse_iso8601(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(range)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        part.iter()
-            .try_fold(0i64, |acc, d| Some(acc * 10 + i64::from(d - b'0')))
-    };
+    let digits = |range: std::ops::Range<usize>| digits_of(b.get(range)?);
     if b.len() < 19
         || b[4] != b'-'
         || b[7] != b'-'
@@ -686,6 +681,7 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
     Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs)
 }
 
+/// The number a run of ASCII digits spells; `None` if it is empty or holds anything else.
 fn digits_of(b: &[u8]) -> Option<i64> {
     if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
         return None;

@@ -6,7 +6,7 @@
 //! ([`OffsetTracker::handed_to_sink`]), then the sink wrote all of them
 //! ([`OffsetTracker::sink_caught_up`]). Only the last may be stored.
 //!
-//! ```
+//! ```text
 //! use algorithmia_datadog::offsets::OffsetTracker;
 //!
 //! let mut offsets = OffsetTracker::default();
@@ -210,6 +210,27 @@ mod tests {
         assert_eq!(
             offsets_of(&t.delivered("t", None)),
             [(0, Offset::Offset(2))]
+        );
+    }
+}
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    #[test]
+    fn doc_example_of_the_module() {
+        use crate::offsets::OffsetTracker;
+
+        let mut offsets = OffsetTracker::default();
+        offsets.message_done(0, 41); // its points are in the open window
+        offsets.sink_caught_up(); // an older buffer went out: this message was not in it
+        assert!(offsets.take_unstored("insights").is_none());
+        offsets.handed_to_sink(); // the window closed: its lines are in the sink
+        offsets.sink_caught_up(); // the sink wrote them all
+        let tpl = offsets.take_unstored("insights").unwrap();
+        assert_eq!(
+            tpl.find_partition("insights", 0).unwrap().offset(),
+            rdkafka::Offset::Offset(42)
         );
     }
 }

@@ -1,27 +1,33 @@
 //! The pipeline of one instance: Kafka source → Insights decoding → metric mapping →
 //! aggregation → DogStatsD sink, and the loop that drives it until it is told to stop.
 //!
-//! [`Forwarder`] is the part after the source. [`run_instance`] owns the consumer, wakes the
-//! forwarder when a window or buffer is due, stores offsets, and shuts down within a fixed budget
-//! even when the broker is slow or gone.
+//! [`Forwarder`] is the part after the source, and decides what was delivered. [`run_instance`]
+//! owns the consumer, wakes the forwarder when a window or buffer is due, and shuts down within a
+//! fixed budget even when the broker is slow or gone. This is the one place that hands offsets
+//! to librdkafka: [`store`] on a schedule, and [`commit`] when partitions leave, on revocation
+//! and at shutdown alike.
 //!
-//! When the Agent refuses a write, the loop pauses the assignment and keeps polling (rebalances
-//! and the group go on) while it retries the sink with back-off; it resumes once everything held
-//! back went out.
+//! The loop is [`Consuming`](State::Consuming) or, when the Agent refuses a write,
+//! [`Paused`](State::Paused): it pauses the assignment and keeps polling (rebalances and the
+//! group go on) while it retries the sink with back-off, and resumes once everything held back
+//! went out.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::Message;
+use rdkafka::error::KafkaResult;
+use rdkafka::{Message, TopicPartitionList};
 
 use crate::config::{Config, Instance};
-use crate::datagrams::{OneByOne, SendDatagrams};
 use crate::forwarder::Forwarder;
 use crate::metrics::MetricMapper;
-use crate::sink::{open_transport, DogStatsdSink, StdoutMetricSink, TeeMetricSink, Transport};
-use crate::source::{client_config, SourceContext};
+use crate::sink::{
+    open_transport, DogStatsdSink, OneByOne, SendDatagrams, StdoutMetricSink, TeeMetricSink,
+    Transport,
+};
+use crate::source::{client_config, OnRevoke, SourceContext};
 use crate::telemetry::{spawn_reporter, Counters, Reporter, Snapshot};
 use crate::tls_diagnosis::CertificateCheck;
 
@@ -127,6 +133,14 @@ pub enum RunError {
     /// A forwarding thread panicked.
     #[error("instance {0} stopped unexpectedly")]
     Panicked(usize),
+    /// A thread could not be started.
+    #[error("cannot start the {thread} thread: {source}")]
+    Spawn {
+        /// Which thread.
+        thread: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// Runs every instance of `config` on its own thread until `options.stop` is raised (or each
@@ -167,9 +181,9 @@ pub fn run_with_counters(
             .enumerate()
             .map(|(i, handle)| match handle {
                 Ok(h) => h.join().unwrap_or(Err(RunError::Panicked(i))),
-                Err(e) => Err(RunError::Destination {
-                    destination: "thread".into(),
-                    source: e,
+                Err(source) => Err(RunError::Spawn {
+                    thread: format!("instance-{i}"),
+                    source,
                 }),
             })
             .collect()
@@ -236,7 +250,11 @@ pub fn run_instance(
         None => None,
     };
     let dry_run = options.output == Output::Print;
-    let context = SourceContext::new(forwarder, counters.clone(), &instance.topic, !dry_run)
+    let delivery = Delivery {
+        forwarder: Mutex::new(forwarder),
+        commits: !dry_run,
+    };
+    let context = SourceContext::new(delivery, counters.clone(), &instance.topic)
         .with_certificate_check(CertificateCheck::for_instance(instance));
     let mut kafka_config = client_config(instance);
     let group = consumer_group(instance, options.output);
@@ -247,12 +265,12 @@ pub fn run_instance(
             .set("group.id", &group)
             .set("enable.auto.commit", "false");
     }
-    let started = kafka_config.create_with_context(context).and_then(
-        |consumer: BaseConsumer<SourceContext>| {
+    let started = kafka_config
+        .create_with_context(context)
+        .and_then(|consumer: KafkaConsumer| {
             consumer.subscribe(&[&instance.topic])?;
             Ok(consumer)
-        },
-    );
+        });
     let consumer = match started {
         Ok(consumer) => consumer,
         Err(e) => {
@@ -272,7 +290,10 @@ pub fn run_instance(
         }
     );
 
-    let outcome = consume(&consumer, instance, options, &counters);
+    let mut outcome = consume(&consumer, instance, options, &counters);
+    if let (Ok(()), Some(limit)) = (&outcome, options.give_up_after) {
+        outcome = deliver_before_stopping(&consumer, &counters, limit);
+    }
     let stopping_since = Instant::now();
     shutdown(consumer, instance, options, stopping_since);
     reporter_done.store(true, Ordering::Relaxed);
@@ -316,150 +337,273 @@ fn start_reporter(
     };
     let reporter = Reporter::new(open()?, Box::new(open()?), counters.clone(), &instance);
     spawn_reporter(reporter, done.clone(), every, options.service_checks_every).map_err(|source| {
-        RunError::Destination {
-            destination: "telemetry thread".into(),
+        RunError::Spawn {
+            thread: "telemetry".into(),
             source,
         }
     })
 }
 
+/// The consumer of one instance, whose rebalance callback asks the forwarder.
+type KafkaConsumer = BaseConsumer<SourceContext<Delivery>>;
+
+/// The forwarder, as the consuming loop and the rebalance callback share it.
+struct Delivery {
+    /// Locked by the consuming thread around each message, and by the rebalance callback, which
+    /// runs inside `poll` on that same thread.
+    forwarder: Mutex<Forwarder>,
+    /// Whether offsets are stored and committed (not in a dry run).
+    commits: bool,
+}
+
+impl Delivery {
+    /// Locks the forwarder, even if a panic poisoned the lock (its state stays consistent:
+    /// offsets only move after a completed write).
+    fn lock(&self) -> MutexGuard<'_, Forwarder> {
+        self.forwarder.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl OnRevoke for Delivery {
+    fn revoke(&self, consumer: &KafkaConsumer, partitions: &[i32], lost: bool) {
+        // Send what is buffered so the next owner starts after it, not before it. One attempt
+        // only: retrying here would hold up the whole group's rebalance while the Agent is down.
+        // If it fails, what was not sent is not committed, and the next owner consumes it again.
+        let released = self.lock().release(Some(partitions));
+        if !released.all_sent {
+            log::warn!("partitions {partitions:?} revoked while the Agent refuses data; their unsent messages will be consumed again");
+        }
+        if released.offsets.count() > 0 && self.commits && !lost {
+            if let Err(e) = commit(consumer, &released.offsets) {
+                consumer
+                    .context()
+                    .log_problem("commit", &format!("commit on revocation failed: {e}"));
+            }
+        }
+    }
+}
+
+/// Hands delivered offsets to librdkafka, which commits them every `commit_interval_ms`; with
+/// `now`, asks it to commit them at once too.
+fn store(consumer: &KafkaConsumer, offsets: &TopicPartitionList, now: bool) {
+    if let Err(e) = consumer.store_offsets(offsets) {
+        // Happens for a partition revoked in the meantime; its new owner re-reads.
+        log::debug!("storing offsets failed: {e}");
+    } else if now {
+        // Failures reach the commit callback, which logs them.
+        let _ = consumer.commit_consumer_state(CommitMode::Async);
+    }
+}
+
+/// Commits the offsets of partitions leaving this member (revocation, shutdown), and waits for
+/// the answer. Stored first, so that librdkafka's own commit as they go carries no older ones.
+fn commit(consumer: &KafkaConsumer, offsets: &TopicPartitionList) -> KafkaResult<()> {
+    let _ = consumer.store_offsets(offsets);
+    consumer.commit(offsets, CommitMode::Sync)
+}
+
+/// What the consuming loop is doing.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// Taking messages, and writing windows and buffers as they fall due.
+    Consuming,
+    /// The Agent refused a write: fetching is paused (the group goes on) until a retry at
+    /// `retry_at` sends everything held back; each failed retry doubles `backoff`.
+    Paused {
+        retry_at: Instant,
+        backoff: Duration,
+    },
+}
+
+impl State {
+    fn paused(now: Instant) -> State {
+        State::Paused {
+            retry_at: now + RETRY_FIRST,
+            backoff: RETRY_FIRST,
+        }
+    }
+}
+
+/// When the loop next has work besides taking messages.
+struct Schedule {
+    /// When delivered offsets are next handed to librdkafka.
+    store: Instant,
+    /// When the forwarder next has a window or a buffer to write.
+    flush: Option<Instant>,
+}
+
+/// Takes messages until told to stop, or until `max_messages`.
 fn consume(
-    consumer: &BaseConsumer<SourceContext>,
+    consumer: &KafkaConsumer,
     instance: &Instance,
     options: &RunOptions,
     counters: &Counters,
 ) -> Result<(), RunError> {
-    let context = consumer.context();
-    let mut next_store = Instant::now() + STORE_INTERVAL;
-    let aggregating = instance.aggregation_interval > 0;
-    // When the forwarder next has a window or a buffer to write.
-    let mut flush_deadline: Option<Instant> = None;
-    // While the Agent refuses data: when to try again, and the current back-off.
-    let mut retry: Option<(Instant, Duration)> = None;
-    loop {
-        if options.stop.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        if options
+    let delivery = consumer.context().downstream();
+    let reached_max = || {
+        options
             .max_messages
             .is_some_and(|max| counters.messages.load(Ordering::Relaxed) >= max)
-        {
-            if options.give_up_after.is_none() {
-                // The shutdown flushes what is left.
-                return Ok(());
-            }
-            // A run that gives up on a refusing destination (the demo) ends only once its
-            // points are out: retried below, until they are or it gives up.
-            if retry.is_none() {
-                let mut forwarder = context.lock_forwarder();
-                if forwarder.flush() {
-                    return Ok(());
-                }
-                let now = Instant::now();
-                retry = Some((now + RETRY_FIRST, RETRY_FIRST));
-            }
+    };
+    let mut state = State::Consuming;
+    let mut schedule = Schedule {
+        store: Instant::now() + STORE_INTERVAL,
+        flush: None,
+    };
+    loop {
+        if options.stop.load(Ordering::Relaxed) || reached_max() {
+            // The shutdown flushes what is left.
+            return Ok(());
         }
         // The clock is read only when a deadline needs it: this runs once per message.
-        let mut wait = flush_deadline
+        let mut wait = schedule
+            .flush
             .map_or(MAX_POLL_WAIT, |d| {
                 d.saturating_duration_since(Instant::now())
             })
             .min(MAX_POLL_WAIT);
-        if let Some((at, _)) = retry {
-            wait = wait.min(at.saturating_duration_since(Instant::now()));
+        if let State::Paused { retry_at, .. } = state {
+            wait = wait.min(retry_at.saturating_duration_since(Instant::now()));
             // Keep polling, so that rebalances and the group go on, but fetch nothing new.
             // Again each time: partitions may have been assigned since.
             set_paused(consumer, true);
         }
-        let mut polled = consumer.poll(wait);
-        // What librdkafka already fetched is taken in a burst without waiting, and the clock is
-        // read once for the burst: a clock read costs a tenth of a message's work.
-        let mut taken = 0;
-        loop {
-            let mut forwarder = context.lock_forwarder();
-            match polled {
-                Some(Ok(message)) => {
-                    counters.health.kafka_ok();
-                    forwarder.handle(message.partition(), message.offset(), message.payload());
-                }
-                Some(Err(e)) => {
-                    context.kafka_error(&e, None);
-                    if let Some((_, reason)) = consumer.client().fatal_error() {
-                        return Err(RunError::Fatal {
-                            index: instance.index,
-                            topic: instance.topic.clone(),
-                            reason,
-                        });
-                    }
-                    break;
-                }
-                None => break,
-            }
-            taken += 1;
-            let reached_max = options
-                .max_messages
-                .is_some_and(|max| counters.messages.load(Ordering::Relaxed) >= max);
-            if taken == BURST || retry.is_some() || forwarder.is_blocked() || reached_max {
-                break;
-            }
-            // The forwarder is unlocked while polling: a rebalance callback locks it.
-            drop(forwarder);
-            polled = consumer.poll(Duration::ZERO);
-        }
-        let mut forwarder = context.lock_forwarder();
+        take_burst(consumer, instance, counters, &state, wait, &reached_max)?;
+
+        let mut forwarder = delivery.lock();
         let now = Instant::now();
-        // A window written now has its offsets committed at once rather than at the next
-        // auto-commit, so that a crash replays next to nothing that reached the Agent.
-        let window_written = aggregating
-            && retry.is_none()
-            && flush_deadline.is_some_and(|deadline| now >= deadline);
-        match retry {
-            None => {
-                forwarder.flush_if_due(now);
-                if forwarder.is_blocked() {
-                    retry = Some((now + RETRY_FIRST, RETRY_FIRST));
+        let mut window_written = false;
+        match state {
+            State::Consuming => {
+                let due = forwarder.flush_if_due(now);
+                window_written = due.window_written;
+                if due.blocked {
+                    state = State::paused(now);
                 }
             }
-            Some((at, backoff)) if now >= at => {
+            State::Paused { retry_at, backoff } if now >= retry_at => {
                 if forwarder.flush() {
-                    retry = None;
+                    state = State::Consuming;
                     set_paused(consumer, false);
                 } else {
                     let backoff = (backoff * 2).min(RETRY_MAX);
-                    retry = Some((now + backoff, backoff));
-                    if let (Some(limit), Some((since, error))) =
-                        (options.give_up_after, counters.health.sink_failure())
-                    {
-                        let waited = since.elapsed();
-                        if waited >= limit {
-                            return Err(RunError::Refused { waited, error });
-                        }
+                    state = State::Paused {
+                        retry_at: now + backoff,
+                        backoff,
+                    };
+                    if let Some(limit) = options.give_up_after {
+                        give_up_after(counters, limit)?;
                     }
                 }
             }
-            Some(_) => {}
+            State::Paused { .. } => {}
         }
-        flush_deadline = forwarder.next_deadline();
-        if (now >= next_store || window_written) && context.commits_offsets() {
-            next_store = now + STORE_INTERVAL;
-            if let Some(offsets) = forwarder.offsets.take_unstored(&instance.topic) {
+        schedule.flush = forwarder.next_deadline();
+        // A window written now has its offsets committed at once rather than at the next
+        // auto-commit, so that a crash replays next to nothing that reached the Agent.
+        if (now >= schedule.store || window_written) && delivery.commits {
+            schedule.store = now + STORE_INTERVAL;
+            if let Some(offsets) = forwarder.take_delivered() {
                 drop(forwarder);
-                if let Err(e) = consumer.store_offsets(&offsets) {
-                    // Happens for a partition revoked in the meantime; its new owner re-reads.
-                    log::debug!("storing offsets failed: {e}");
-                } else if window_written {
-                    // Failures reach the commit callback, which logs them.
-                    let _ = consumer.commit_consumer_state(CommitMode::Async);
-                }
+                store(consumer, &offsets, window_written);
             }
         }
+    }
+}
+
+/// Polls once, waiting up to `wait`, and hands what came to the forwarder. What librdkafka
+/// already fetched is taken in a burst without waiting, and the clock is read once for the
+/// burst: a clock read costs a tenth of a message's work.
+fn take_burst(
+    consumer: &KafkaConsumer,
+    instance: &Instance,
+    counters: &Counters,
+    state: &State,
+    wait: Duration,
+    reached_max: &dyn Fn() -> bool,
+) -> Result<(), RunError> {
+    let delivery = consumer.context().downstream();
+    let mut polled = consumer.poll(wait);
+    let mut taken = 0;
+    loop {
+        let mut forwarder = delivery.lock();
+        match polled {
+            Some(Ok(message)) => {
+                counters.health.kafka_ok();
+                forwarder.handle(message.partition(), message.offset(), message.payload());
+            }
+            Some(Err(e)) => {
+                consumer.context().kafka_error(&e, None);
+                if let Some((_, reason)) = consumer.client().fatal_error() {
+                    return Err(RunError::Fatal {
+                        index: instance.index,
+                        topic: instance.topic.clone(),
+                        reason,
+                    });
+                }
+                return Ok(());
+            }
+            None => return Ok(()),
+        }
+        taken += 1;
+        let paused = matches!(state, State::Paused { .. });
+        if taken == BURST || paused || forwarder.is_blocked() || reached_max() {
+            return Ok(());
+        }
+        // The forwarder is unlocked while polling: a rebalance callback locks it.
+        drop(forwarder);
+        polled = consumer.poll(Duration::ZERO);
+    }
+}
+
+/// Fails with [`RunError::Refused`] once the destination has refused data for `limit`.
+fn give_up_after(counters: &Counters, limit: Duration) -> Result<(), RunError> {
+    if let Some((since, error)) = counters.health.sink_failure() {
+        let waited = since.elapsed();
+        if waited >= limit {
+            return Err(RunError::Refused { waited, error });
+        }
+    }
+    Ok(())
+}
+
+/// A run that gives up on a refusing destination (the demo) ends only once its points are out:
+/// retried with back-off, polling meanwhile so that the group goes on, until they are or it
+/// gives up.
+fn deliver_before_stopping(
+    consumer: &KafkaConsumer,
+    counters: &Counters,
+    limit: Duration,
+) -> Result<(), RunError> {
+    let delivery = consumer.context().downstream();
+    let mut backoff = RETRY_FIRST;
+    loop {
+        if delivery.lock().flush() {
+            return Ok(());
+        }
+        give_up_after(counters, limit)?;
+        set_paused(consumer, true);
+        let retry_at = Instant::now() + backoff;
+        while let Some(wait) = retry_at.checked_duration_since(Instant::now()) {
+            match consumer.poll(wait.min(MAX_POLL_WAIT)) {
+                // Fetched before the pause took effect.
+                Some(Ok(message)) => {
+                    delivery
+                        .lock()
+                        .handle(message.partition(), message.offset(), message.payload())
+                }
+                Some(Err(e)) => consumer.context().kafka_error(&e, None),
+                None => {}
+            }
+        }
+        backoff = (backoff * 2).min(RETRY_MAX);
     }
 }
 
 /// Pauses or resumes fetching for the whole current assignment. librdkafka drops what it had
 /// fetched for a paused partition and, on resume, fetches again from the next message the
 /// application has not seen, so nothing is skipped.
-fn set_paused(consumer: &BaseConsumer<SourceContext>, paused: bool) {
+fn set_paused(consumer: &KafkaConsumer, paused: bool) {
     let Ok(assignment) = consumer.assignment() else {
         return;
     };
@@ -482,42 +626,30 @@ fn set_paused(consumer: &BaseConsumer<SourceContext>, paused: bool) {
 /// Flushes, commits and closes within the budget, whatever the broker does. librdkafka's close
 /// and destroy can hang on an unreachable broker, so they run on a helper thread that is left
 /// behind if it overruns: the process exits anyway.
-fn shutdown(
-    consumer: BaseConsumer<SourceContext>,
-    instance: &Instance,
-    options: &RunOptions,
-    since: Instant,
-) {
+fn shutdown(consumer: KafkaConsumer, instance: &Instance, options: &RunOptions, since: Instant) {
     let deadline = since + options.shutdown_budget;
-    let context = consumer.context();
-    let offsets = {
-        let mut forwarder = context.lock_forwarder();
-        if !forwarder.flush() {
-            log::warn!(
-                "instance {}: the Agent still refuses data; the unsent messages will be consumed again",
-                instance.index
-            );
-        }
-        let offsets = forwarder.offsets.delivered(&instance.topic, None);
-        // Committed below; the revocation during close has nothing left to commit.
-        let partitions: Vec<i32> = offsets.elements().iter().map(|e| e.partition()).collect();
-        forwarder.offsets.forget(&partitions);
-        offsets
-    };
+    let delivery = consumer.context().downstream();
+    // Committed below; the revocation during close has nothing left to commit.
+    let released = delivery.lock().release(None);
+    if !released.all_sent {
+        log::warn!(
+            "instance {}: the Agent still refuses data; the unsent messages will be consumed again",
+            instance.index
+        );
+    }
     let index = instance.index;
     // A dry run commits nothing.
-    let offsets = if context.commits_offsets() {
-        offsets
+    let offsets = if delivery.commits {
+        released.offsets
     } else {
-        rdkafka::TopicPartitionList::new()
+        TopicPartitionList::new()
     };
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let closer = std::thread::Builder::new()
         .name(format!("close-{index}"))
         .spawn(move || {
             if offsets.count() > 0 {
-                let _ = consumer.store_offsets(&offsets);
-                match consumer.commit(&offsets, CommitMode::Sync) {
+                match commit(&consumer, &offsets) {
                     Ok(()) => {
                         log::info!("instance {index}: committed offsets {}", describe(&offsets))
                     }
@@ -544,7 +676,7 @@ fn shutdown(
     }
 }
 
-fn describe(offsets: &rdkafka::TopicPartitionList) -> String {
+fn describe(offsets: &TopicPartitionList) -> String {
     offsets
         .elements()
         .iter()

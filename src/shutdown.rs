@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use algorithmia_datadog::shutdown::Shutdown;
+//! use algorithmia_datadog::Shutdown;
 //!
 //! let shutdown = Shutdown::install(Duration::from_millis(9500)).unwrap();
 //! // ... hand shutdown.flag() to the pipeline ...

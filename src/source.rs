@@ -1,23 +1,23 @@
-//! The Kafka source: the consumer's settings, its callbacks, and the bookkeeping of which offsets
-//! may be stored.
+//! The Kafka source: the consumer's settings and its callbacks.
 //!
 //! The consumer runs with `enable.auto.offset.store=false`: librdkafka commits (every
-//! `auto.commit.interval.ms`, on revocation and at close) only what we stored, and we store a
-//! message's offset only once every datagram carrying its points was accepted by the socket (see
-//! [`crate::offsets`]).
+//! `auto.commit.interval.ms`, on revocation and at close) only what the pipeline stored, and the
+//! pipeline stores a message's offset only once every datagram carrying its points was accepted
+//! by the socket. The source does not know which offsets those are: when partitions leave this
+//! member, its rebalance callback asks the stage after it, through [`OnRevoke`].
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::config::{is_secret_property, ConfigError, Instance, StartOffset};
-use crate::forwarder::Forwarder;
-use crate::telemetry::{Counters, ProblemLog};
+use crate::telemetry::Counters;
+use crate::throttle::ProblemLog;
 use crate::tls_diagnosis::{CertificateCheck, UNTRUSTED};
 
 /// How long librdkafka waits before fetching again for a partition whose local queue is full.
@@ -144,34 +144,34 @@ pub fn validate_client_config(instance: &Instance, origin: &str) -> Result<(), C
     }
 }
 
-/// What the consumer's callbacks see: the forwarder (to flush before partitions go) and the
-/// client's health.
-pub struct SourceContext {
-    /// The pipeline after the source; locked by the consuming thread around each message and by
-    /// the rebalance callback, which runs inside `poll` on that same thread.
-    pub forwarder: Mutex<Forwarder>,
-    /// Counters shared with the forwarder.
+/// What the rebalance callback asks of the stages after the source.
+pub trait OnRevoke: Send + Sync + Sized + 'static {
+    /// `partitions` leave this member: deliver what is pending for them, and commit it through
+    /// `consumer` unless they are `lost` (already given to another member, which would refuse
+    /// the commit). Runs inside `poll`, on the consuming thread, and holds up the group's
+    /// rebalance while it runs.
+    fn revoke(&self, consumer: &BaseConsumer<SourceContext<Self>>, partitions: &[i32], lost: bool);
+}
+
+/// What the consumer's callbacks see: the stage to ask before partitions go, and the client's
+/// health.
+pub struct SourceContext<R> {
+    on_revoke: R,
+    /// Counters shared with the stages after the source.
     pub counters: Arc<Counters>,
     problems: Mutex<ProblemLog>,
     topic: String,
-    commit_offsets: bool,
     certificates: Option<CertificateCheck>,
 }
 
-impl SourceContext {
-    /// A context around a forwarder.
-    pub fn new(
-        forwarder: Forwarder,
-        counters: Arc<Counters>,
-        topic: &str,
-        commit_offsets: bool,
-    ) -> Self {
+impl<R: OnRevoke> SourceContext<R> {
+    /// A context that asks `on_revoke` before partitions go.
+    pub fn new(on_revoke: R, counters: Arc<Counters>, topic: &str) -> Self {
         SourceContext {
-            forwarder: Mutex::new(forwarder),
+            on_revoke,
             counters,
             problems: Mutex::new(ProblemLog::new(PROBLEM_REMINDER)),
             topic: topic.to_string(),
-            commit_offsets,
             certificates: None,
         }
     }
@@ -183,15 +183,9 @@ impl SourceContext {
         self
     }
 
-    /// Whether offsets are stored and committed (not in a dry run).
-    pub fn commits_offsets(&self) -> bool {
-        self.commit_offsets
-    }
-
-    /// Locks the forwarder, even if a panic poisoned the lock (its state stays consistent:
-    /// offsets only move after a completed write).
-    pub fn lock_forwarder(&self) -> std::sync::MutexGuard<'_, Forwarder> {
-        self.forwarder.lock().unwrap_or_else(|p| p.into_inner())
+    /// The stage after the source, which the rebalance callback asks before partitions go.
+    pub fn downstream(&self) -> &R {
+        &self.on_revoke
     }
 
     /// An error of the Kafka client, from `poll` (`reason` is `None`) or from the error
@@ -301,7 +295,7 @@ fn cause(error: &KafkaError, what: &str) -> Option<&'static str> {
     }
 }
 
-impl ClientContext for SourceContext {
+impl<R: OnRevoke> ClientContext for SourceContext<R> {
     fn error(&self, error: KafkaError, reason: &str) {
         self.kafka_error(&error, Some(reason));
     }
@@ -372,7 +366,7 @@ impl ClientContext for SourceContext {
     }
 }
 
-impl ConsumerContext for SourceContext {
+impl<R: OnRevoke> ConsumerContext for SourceContext<R> {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             // With the cooperative protocol (the default) only the partitions leaving this
@@ -382,25 +376,10 @@ impl ConsumerContext for SourceContext {
             Rebalance::Revoke(tpl) => {
                 self.counters.revocations.fetch_add(1, Ordering::Relaxed);
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
-                let mut forwarder = self.lock_forwarder();
-                // Send what is buffered so the next owner starts after it, not before it. One
-                // attempt only: retrying here would hold up the whole group's rebalance while
-                // the Agent is down. If it fails, what was not sent is not committed, and the
-                // next owner consumes it again.
-                if !forwarder.flush() {
-                    log::warn!("partitions {partitions:?} revoked while the Agent refuses data; their unsent messages will be consumed again");
-                }
-                let offsets = forwarder.offsets.delivered(&self.topic, Some(&partitions));
-                forwarder.offsets.forget(&partitions);
-                drop(forwarder);
                 // Lost partitions (this member was thrown out of the group) already have a new
                 // owner: a commit would be refused, and what it did not commit is read again.
                 let lost = consumer.assignment_lost();
-                if offsets.count() > 0 && self.commit_offsets && !lost {
-                    if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
-                        self.log_problem("commit", &format!("commit on revocation failed: {e}"));
-                    }
-                }
+                self.on_revoke.revoke(consumer, &partitions, lost);
                 if lost {
                     log::warn!(
                         "partitions {partitions:?} of {} lost (this member was out of the group too long); their uncommitted messages will be consumed again",

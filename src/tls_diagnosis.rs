@@ -40,7 +40,7 @@ pub enum Verdict {
 /// The broker a librdkafka connection error is about: `ssl://host:port/...` or
 /// `sasl_ssl://[::1]:9093/1: ...` gives the host and the port.
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::tls_diagnosis::broker_in_error;
 /// let text = "ssl://localhost:19093/bootstrap: SSL handshake failed: certificate verify failed";
 /// assert_eq!(broker_in_error(text), Some(("localhost".to_string(), 19093)));
@@ -129,7 +129,7 @@ const DIAGNOSIS_TIMEOUT: Duration = Duration::from_secs(2);
 /// One instance's trust settings, and the last diagnosis made with them: a failure that goes on
 /// is diagnosed once a minute at most, whatever librdkafka's retries.
 ///
-/// ```
+/// ```text
 /// use algorithmia_datadog::tls_diagnosis::{CertificateCheck, UNTRUSTED};
 /// // Nothing listens on port 9 here: without a diagnosis the cause stays librdkafka's.
 /// let check = CertificateCheck::new(None, true);
@@ -207,6 +207,31 @@ fn verdict(raw: i32, reason: &str) -> Verdict {
         HOSTNAME_MISMATCH | IP_ADDRESS_MISMATCH => Verdict::NameMismatch,
         CERT_HAS_EXPIRED | CERT_NOT_YET_VALID => Verdict::OutsideValidity,
         _ => Verdict::Untrusted(reason.to_string()),
+    }
+}
+
+/// The examples in this module's documentation, which name items outside the crate's surface.
+#[cfg(test)]
+mod doc_examples {
+    use super::*;
+
+    #[test]
+    fn doc_example_of_broker_in_error() {
+        let text =
+            "ssl://localhost:19093/bootstrap: SSL handshake failed: certificate verify failed";
+        assert_eq!(
+            broker_in_error(text),
+            Some(("localhost".to_string(), 19093))
+        );
+    }
+
+    #[test]
+    fn doc_example_of_certificate_check() {
+        let check = CertificateCheck::new(None, true);
+        assert_eq!(
+            check.cause("ssl://127.0.0.1:9/bootstrap: SSL handshake failed"),
+            UNTRUSTED
+        );
     }
 }
 

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use algorithmia_datadog::telemetry::{SelfMetricKind, SELF_METRICS, SERVICE_CHECKS};
+use algorithmia_datadog::{SelfMetricKind, SELF_METRICS, SERVICE_CHECKS};
 use serde_json::Value;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use algorithmia_datadog::embedded::PUBLIC_SAMPLE;
-use algorithmia_datadog::pipeline::{run, run_with_counters, RunOptions};
-use algorithmia_datadog::telemetry::{Counters, SkipReason};
+use algorithmia_datadog::{run, run_with_counters, RunOptions};
+use algorithmia_datadog::{Counters, SkipReason};
 use common::*;
 
 const TAGS: &str =

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use algorithmia_datadog::config::Config;
-use algorithmia_datadog::pipeline::{run_with_counters, RunOptions};
-use algorithmia_datadog::telemetry::Counters;
+use algorithmia_datadog::Counters;
+use algorithmia_datadog::{run_with_counters, RunOptions};
 use common::*;
 
 fn fast_reports() -> RunOptions {

@@ -1,9 +1,10 @@
 //! The DogStatsD sink: packs lines into datagrams and writes them, many per system call, to the
-//! Agent's UDP port or Unix datagram socket ([`crate::datagrams`]), or through any cadence
-//! [`MetricSink`] (standard output for `--dry-run`).
+//! Agent's UDP port ([`udp`]) or Unix datagram socket ([`unix`]), or through any cadence
+//! [`MetricSink`] (standard output for `--dry-run`, [`stdout`]). One file per transport; the
+//! [`Transport`] the configuration chooses is in [`transport`].
 //!
-//! The sink knows exactly when data has left the process, which is what the source needs to
-//! store offsets: [`DogStatsdSink::push_line`] returns [`Written::Flushed`] when the packed
+//! The sink knows exactly when data has left the process, which is what the forwarder needs to
+//! decide which offsets were delivered: [`DogStatsdSink::push_line`] returns [`Written::Flushed`] when the packed
 //! datagrams, and so every line pushed before, were accepted by the socket, and
 //! [`DogStatsdSink::flush`] returns `true` when nothing at all is left unsent.
 //!
@@ -13,7 +14,7 @@
 //! [`crate::pipeline`]). Nothing is lost, and nothing is reported sent before it was.
 //!
 //! ```
-//! use algorithmia_datadog::sink::{DogStatsdSink, Written};
+//! use algorithmia_datadog::{DogStatsdSink, Written};
 //! use cadence::SpyMetricSink;
 //!
 //! let (datagrams, spy) = SpyMetricSink::new();
@@ -24,20 +25,25 @@
 //! assert_eq!(datagrams.try_recv().unwrap(), b"a.b:1|g\na.c:2|g");
 //! ```
 
-use std::io::{self, Write};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cadence::MetricSink;
 
-use crate::config::Destination;
-use crate::datagrams::{
-    send_one_by_one, OneByOne, Packed, SendDatagrams, UdpDestination, UnixDestination,
-};
 use crate::telemetry::Counters;
+
+mod packed;
+#[cfg(target_os = "linux")]
+mod sendmmsg;
+mod stdout;
+mod transport;
+mod udp;
+mod unix;
+
+pub use packed::Packed;
+pub use stdout::{StdoutMetricSink, TeeMetricSink};
+pub use transport::{open_transport, OneByOne, SendDatagrams, Transport};
 
 /// How long datagrams may wait in the buffer before they are sent anyway.
 pub const MAX_BUFFER_AGE: Duration = Duration::from_millis(100);
@@ -52,102 +58,6 @@ pub enum Written {
     Flushed,
     /// A write failed: the line is held back with everything unsent, until a `flush` succeeds.
     Blocked,
-}
-
-/// Writes each datagram's lines to standard output, for `--dry-run`.
-#[derive(Debug, Default)]
-pub struct StdoutMetricSink;
-
-impl MetricSink for StdoutMetricSink {
-    fn emit(&self, datagram: &str) -> io::Result<usize> {
-        let mut out = io::stdout().lock();
-        out.write_all(datagram.as_bytes())?;
-        out.write_all(b"\n")?;
-        Ok(datagram.len())
-    }
-}
-
-/// Sends to the first sink and copies what it accepted to the second (`demo --print`).
-pub struct TeeMetricSink(pub Box<dyn MetricSink + Send + Sync>, pub StdoutMetricSink);
-
-impl MetricSink for TeeMetricSink {
-    fn emit(&self, datagram: &str) -> io::Result<usize> {
-        let written = self.0.emit(datagram)?;
-        let _ = self.1.emit(datagram);
-        Ok(written)
-    }
-}
-
-/// One of the destinations the configuration allows.
-pub enum Transport {
-    /// `udp://host:port`.
-    Udp(UdpDestination),
-    /// `unix:///path`, a datagram socket.
-    Unix(UnixDestination),
-    /// Standard output (`--dry-run`).
-    Stdout(StdoutMetricSink),
-}
-
-impl SendDatagrams for Transport {
-    fn send(&mut self, datagrams: &Packed) -> (usize, Option<io::Error>) {
-        match self {
-            Transport::Udp(udp) => udp.send(datagrams),
-            Transport::Unix(unix) => unix.send(datagrams),
-            Transport::Stdout(stdout) => send_one_by_one(stdout, datagrams),
-        }
-    }
-
-    fn batch(&self) -> usize {
-        match self {
-            Transport::Udp(udp) => udp.batch(),
-            Transport::Unix(unix) => unix.batch(),
-            Transport::Stdout(_) => 1,
-        }
-    }
-}
-
-impl MetricSink for Transport {
-    fn emit(&self, datagram: &str) -> io::Result<usize> {
-        match self {
-            Transport::Udp(sink) => sink.emit(datagram),
-            Transport::Unix(sink) => sink.emit(datagram),
-            Transport::Stdout(sink) => sink.emit(datagram),
-        }
-    }
-}
-
-/// Opens a destination.
-pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
-    match destination {
-        Destination::Udp(addr) => {
-            // Resolve once, preferring IPv4 (the Agent listens on 127.0.0.1 by default, while
-            // `localhost` often resolves to ::1 first), and bind a socket of the same family.
-            let resolved: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-            let target = resolved
-                .iter()
-                .find(|a| a.is_ipv4())
-                .or_else(|| resolved.first())
-                .copied()
-                .ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("{addr} resolves to no address"),
-                    )
-                })?;
-            let socket = UdpSocket::bind(if target.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            })?;
-            Ok(Transport::Udp(UdpDestination::new(socket, target)))
-        }
-        Destination::Unix(path) => {
-            let socket = UnixDatagram::unbound()?;
-            // A full Agent socket blocks the sender: bound that so a stop is never held up.
-            socket.set_write_timeout(Some(Duration::from_secs(1)))?;
-            Ok(Transport::Unix(UnixDestination::new(socket, path)))
-        }
-    }
 }
 
 /// Packs DogStatsD lines into datagrams of at most `max_datagram` bytes.
@@ -410,7 +320,10 @@ fn thousands(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Destination;
     use cadence::SpyMetricSink;
+    use std::io;
+    use std::net::UdpSocket;
     use std::sync::atomic::AtomicUsize;
 
     #[test]

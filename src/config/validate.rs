@@ -1,0 +1,371 @@
+//! The checks that turn the file as written into settings the forwarder can use.
+
+use crate::dogstatsd::{longest_line, MAX_NAME_CHARS, MAX_VALUE_CHARS};
+
+use super::env::{destination_from_env, port_without_host, EnvLookup};
+use super::raw::{Brokers, RawFile, RawInstance, DEFAULT_GROUP};
+use super::secrets::KafkaOptions;
+use super::settings::{Destination, Instance, Mapping, Sasl};
+use super::{
+    Config, ConfigError, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS, DEFAULT_AGGREGATION_INTERVAL,
+    DEFAULT_COMMIT_INTERVAL_MS, DEFAULT_MAX_CONTEXTS,
+};
+
+/// The longest tag field name: with `:` and the longest number, its tag still holds at most
+/// [`MAX_NAME_CHARS`] bytes.
+const MAX_TAG_FIELD_NAME: usize = MAX_NAME_CHARS - 1 - MAX_VALUE_CHARS;
+
+/// librdkafka properties the forwarder relies on for its delivery guarantee; `kafka_options` may
+/// not change them.
+const PROTECTED_KAFKA_OPTIONS: &[&str] = &["enable.auto.offset.store", "enable.auto.commit"];
+
+impl Config {
+    pub(super) fn validate(
+        raw: RawFile,
+        origin: &str,
+        env: EnvLookup<'_>,
+    ) -> Result<Config, ConfigError> {
+        let err = |key: &str, reason: String| ConfigError::new(origin, key, reason);
+        let init = raw.init_config.unwrap_or_default();
+
+        let mut ignored = Vec::new();
+        let dogstatsd = match init.dogstatsd_url {
+            Some(url) => {
+                Destination::parse(&url).map_err(|r| err("init_config.dogstatsd_url", r))?
+            }
+            None => {
+                let destination =
+                    destination_from_env(env).map_err(|(key, reason)| err(&key, reason))?;
+                ignored.extend(port_without_host(env, &destination));
+                destination
+            }
+        };
+
+        let metric_prefix = init.metric_prefix.unwrap_or_else(|| "algorithmia".into());
+        check_metric_prefix(&metric_prefix).map_err(|r| err("init_config.metric_prefix", r))?;
+
+        let mut global_tags = Vec::new();
+        for (i, tag) in init.tags.iter().enumerate() {
+            global_tags
+                .push(check_tag(tag).map_err(|r| err(&format!("init_config.tags[{i}]"), r))?);
+        }
+        for (var, key) in [
+            ("DD_ENV", "env"),
+            ("DD_SERVICE", "service"),
+            ("DD_VERSION", "version"),
+        ] {
+            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+                global_tags.push(check_tag(&format!("{key}:{value}")).map_err(|r| err(var, r))?);
+            }
+        }
+
+        if raw.instances.is_empty() {
+            return Err(err("instances", "at least one instance is required".into()));
+        }
+        let instances = raw
+            .instances
+            .into_iter()
+            .enumerate()
+            .map(|(index, inst)| validate_instance(index, inst, &global_tags, &dogstatsd, origin))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        Ok(Config {
+            origin: origin.to_string(),
+            dogstatsd,
+            metric_prefix,
+            instances,
+            ignored,
+        })
+    }
+}
+
+fn validate_instance(
+    index: usize,
+    raw: RawInstance,
+    global_tags: &[String],
+    destination: &Destination,
+    origin: &str,
+) -> Result<Instance, ConfigError> {
+    let key = |name: &str| format!("instances[{index}].{name}");
+    let err = |name: &str, reason: String| ConfigError::new(origin, key(name), reason);
+    let defaults = Mapping::default();
+    let mapping = Mapping {
+        tag_fields: raw.tag_fields.unwrap_or(defaults.tag_fields),
+        operational_fields: raw
+            .operational_fields
+            .unwrap_or(defaults.operational_fields),
+        numeric_strings: raw.numeric_strings.unwrap_or(defaults.numeric_strings),
+        booleans: raw.booleans.unwrap_or(defaults.booleans),
+        include_metrics: raw.include_metrics,
+        exclude_metrics: raw.exclude_metrics,
+        distribution_metrics: raw.distribution_metrics,
+        send_timestamps: raw.send_timestamps.unwrap_or(defaults.send_timestamps),
+        timestamp_field: raw.timestamp_field.unwrap_or(defaults.timestamp_field),
+    };
+    let consumer_group = raw.consumer_group.unwrap_or_else(|| DEFAULT_GROUP.into());
+    let aggregation_interval = raw
+        .aggregation_interval
+        .unwrap_or(DEFAULT_AGGREGATION_INTERVAL);
+    let max_contexts = raw.max_contexts.unwrap_or(DEFAULT_MAX_CONTEXTS);
+    let commit_interval_ms = raw.commit_interval_ms.unwrap_or(DEFAULT_COMMIT_INTERVAL_MS);
+
+    let brokers: Vec<String> = match raw.kafka_broker {
+        Brokers::Joined(s) => s.split(',').map(|b| b.trim().to_string()).collect(),
+        Brokers::Listed(list) => list.into_iter().map(|b| b.trim().to_string()).collect(),
+    };
+    if brokers.is_empty() || brokers.iter().any(|b| b.is_empty()) {
+        return Err(err(
+            "kafka_broker",
+            "must list at least one host:port, with no empty entry".into(),
+        ));
+    }
+    for broker in &brokers {
+        let valid = broker
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid {
+            return Err(err("kafka_broker", format!("`{broker}` is not host:port")));
+        }
+    }
+    if raw.kafka_topic.trim().is_empty() {
+        return Err(err("kafka_topic", "must not be empty".into()));
+    }
+    if consumer_group.trim().is_empty() {
+        return Err(err("consumer_group", "must not be empty".into()));
+    }
+
+    let sasl = if raw.security_protocol.uses_sasl() {
+        let protocol = raw.security_protocol.as_kafka().to_uppercase();
+        let mechanism = raw.sasl_mechanism.ok_or_else(|| {
+            err("sasl_mechanism", format!("required with security_protocol {protocol} (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"))
+        })?;
+        let username = raw.sasl_username.filter(|u| !u.is_empty()).ok_or_else(|| {
+            err(
+                "sasl_username",
+                format!("required with security_protocol {protocol}"),
+            )
+        })?;
+        let password = raw
+            .sasl_password
+            .filter(|p| !p.expose().is_empty())
+            .ok_or_else(|| {
+                err(
+                    "sasl_password",
+                    format!("required with security_protocol {protocol}"),
+                )
+            })?;
+        Some(Sasl {
+            mechanism,
+            username,
+            password,
+        })
+    } else {
+        let stray = [
+            ("sasl_mechanism", raw.sasl_mechanism.is_some()),
+            ("sasl_username", raw.sasl_username.is_some()),
+            ("sasl_password", raw.sasl_password.is_some()),
+        ];
+        if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err(err(
+                name,
+                format!(
+                    "has no effect with security_protocol {}: use SASL_PLAINTEXT or SASL_SSL",
+                    raw.security_protocol.as_kafka().to_uppercase()
+                ),
+            ));
+        }
+        None
+    };
+
+    if let Some(ca) = &raw.ssl_ca_location {
+        if !ca.is_file() {
+            return Err(err(
+                "ssl_ca_location",
+                format!("{} is not a readable file", ca.display()),
+            ));
+        }
+    }
+
+    for (name, list) in [
+        ("tag_fields", &mapping.tag_fields),
+        ("operational_fields", &mapping.operational_fields),
+    ] {
+        if let Some(i) = list.iter().position(|f| f.is_empty()) {
+            return Err(err(&format!("{name}[{i}]"), "must not be empty".into()));
+        }
+    }
+    for (i, field) in mapping.tag_fields.iter().enumerate() {
+        let key = check_tag(field).map_err(|r| err(&format!("tag_fields[{i}]"), r))?;
+        if key.contains(':') {
+            // The field's name is the tag's key, and a tag's key ends at its first `:`.
+            return Err(err(
+                &format!("tag_fields[{i}]"),
+                format!("`{key}` contains `:`, which would end the tag's key"),
+            ));
+        }
+        if key.len() > MAX_TAG_FIELD_NAME {
+            return Err(err(
+                &format!("tag_fields[{i}]"),
+                format!(
+                    "`{key}` is {} bytes long: a tag holds {MAX_NAME_CHARS} at most, so a name \
+                     over {MAX_TAG_FIELD_NAME} bytes leaves no room for a number",
+                    key.len()
+                ),
+            ));
+        }
+    }
+    for (name, list) in [
+        ("include_metrics", &mapping.include_metrics),
+        ("exclude_metrics", &mapping.exclude_metrics),
+        ("distribution_metrics", &mapping.distribution_metrics),
+    ] {
+        if let Some(i) = list.iter().position(|f| f.is_empty()) {
+            return Err(err(
+                &format!("{name}[{i}]"),
+                "an empty pattern matches nothing".into(),
+            ));
+        }
+    }
+    if !AGGREGATION_INTERVALS.contains(&aggregation_interval) {
+        return Err(err(
+            "aggregation_interval",
+            format!(
+                "must be one of 0, 1, 2, 5 or 10 (seconds; a divisor of the Agent's 10 s flush), not {}",
+                aggregation_interval
+            ),
+        ));
+    }
+    if max_contexts == 0 {
+        return Err(err(
+            "max_contexts",
+            "must be at least 1 (the default is 100000)".into(),
+        ));
+    }
+    if !COMMIT_INTERVALS_MS.contains(&commit_interval_ms) {
+        return Err(err(
+            "commit_interval_ms",
+            format!(
+                "must be between {} and {} (milliseconds), not {}",
+                COMMIT_INTERVALS_MS.start(),
+                COMMIT_INTERVALS_MS.end(),
+                commit_interval_ms
+            ),
+        ));
+    }
+    if mapping.timestamp_field.is_empty() {
+        return Err(err("timestamp_field", "must not be empty".into()));
+    }
+
+    let mut tags = Vec::new();
+    for (i, tag) in raw.tags.iter().enumerate() {
+        tags.push(check_tag(tag).map_err(|r| err(&format!("tags[{i}]"), r))?);
+    }
+    tags.extend(global_tags.iter().cloned());
+    check_longest_line(&mapping.tag_fields, &tags, destination)
+        .map_err(|(name, r)| err(name, r))?;
+
+    let mut kafka_options = KafkaOptions::default();
+    for (name, value) in raw.kafka_options {
+        if PROTECTED_KAFKA_OPTIONS.contains(&name.as_str()) {
+            return Err(err(
+                &format!("kafka_options.{name}"),
+                "cannot be changed: the forwarder stores offsets itself, only after the Agent has the data".into(),
+            ));
+        }
+        kafka_options.0.insert(name, value.into_string());
+    }
+
+    Ok(Instance {
+        index,
+        brokers,
+        topic: raw.kafka_topic,
+        consumer_group,
+        start_offset: raw.start_offset,
+        security_protocol: raw.security_protocol,
+        sasl,
+        ssl_ca_location: raw.ssl_ca_location,
+        mapping,
+        aggregation_interval,
+        max_contexts,
+        commit_interval_ms,
+        tags,
+        kafka_options,
+    })
+}
+
+fn check_metric_prefix(prefix: &str) -> Result<(), String> {
+    let starts_with_letter = prefix
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic());
+    let valid_chars = prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+    if !starts_with_letter || !valid_chars || prefix.ends_with('.') {
+        return Err(format!(
+            "`{prefix}` must start with a letter, hold only letters, digits, `_` and `.`, and not end with `.`"
+        ));
+    }
+    if prefix.len() > 100 {
+        return Err("must be at most 100 characters, to leave room for the field name".into());
+    }
+    Ok(())
+}
+
+/// Refuses tag settings with which one point could make a line longer than the destination's
+/// datagrams: the Agent would get it cut (over a Unix socket, or past its 8 KiB buffer) or
+/// fragmented. Every tag field counts as a tag of [`MAX_NAME_CHARS`] bytes, the most the mapping
+/// rules write. On error: the key to blame and the reason.
+fn check_longest_line(
+    tag_fields: &[String],
+    tags: &[String],
+    destination: &Destination,
+) -> Result<(), (&'static str, String)> {
+    // Each tag with the `,` before it, less the first one's.
+    let static_bytes = tags.iter().map(|t| t.len() + 1).sum::<usize>();
+    let all_bytes = (tag_fields.len() * (MAX_NAME_CHARS + 1) + static_bytes).saturating_sub(1);
+    let static_bytes = static_bytes.saturating_sub(1);
+    let limit = destination.max_datagram_bytes();
+    let longest = longest_line(all_bytes);
+    if longest <= limit {
+        return Ok(());
+    }
+    let key = if longest_line(static_bytes) > limit {
+        "tags"
+    } else {
+        "tag_fields"
+    };
+    Err((
+        key,
+        format!(
+            "with {} tag fields (up to {MAX_NAME_CHARS} bytes each) and {static_bytes} bytes of \
+             static tags (init_config.tags and DD_ENV, DD_SERVICE, DD_VERSION included), a line \
+             can reach {longest} bytes, more than the {limit}-byte datagrams of {destination}: \
+             use fewer tag fields or shorter tags, or a unix:// socket (8192-byte datagrams)",
+            tag_fields.len()
+        ),
+    ))
+}
+
+/// A static tag as written by a user: trimmed, and refused if it could break a datagram.
+fn check_tag(tag: &str) -> Result<String, String> {
+    let tag = tag.trim();
+    if tag.is_empty() {
+        return Err("a tag must not be empty".into());
+    }
+    if let Some(c) = tag
+        .chars()
+        .find(|c| matches!(c, ',' | '|' | '#') || c.is_control())
+    {
+        return Err(format!(
+            "`{tag}` contains {c:?}, which DogStatsD treats as a separator"
+        ));
+    }
+    if tag.chars().count() > 200 {
+        return Err(format!("`{tag}` is longer than 200 characters"));
+    }
+    if tag.ends_with(':') {
+        return Err(format!("`{tag}` must not end with `:`"));
+    }
+    Ok(tag.to_string())
+}
