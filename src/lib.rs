@@ -15,7 +15,7 @@
 //! - [`forwarder`]: the stages after the source, one message at a time, and the one owner of
 //!   what was delivered ([`offsets`]: which offsets that makes safe to store);
 //! - [`pipeline`]: the loop that drives them, the one place offsets are stored and committed,
-//!   and a clean stop;
+//!   and a clean stop; [`probes`]: `/livez` and `/readyz` over HTTP for an orchestrator;
 //! - [`shutdown`]: signals and the stop deadline;
 //! - [`telemetry`]: what the forwarder counts about itself, its health and the reporter that
 //!   sends both; [`throttle`]: what keeps the log readable through floods and outages.
@@ -43,6 +43,7 @@ mod hash;
 pub mod metrics;
 mod offsets;
 mod pipeline;
+mod probes;
 mod shutdown;
 mod sink;
 mod source;

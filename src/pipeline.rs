@@ -20,9 +20,10 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaResult;
 use rdkafka::{Message, TopicPartitionList};
 
-use crate::config::{Config, Instance};
+use crate::config::{Config, HealthEndpoint, Instance};
 use crate::forwarder::Forwarder;
 use crate::metrics::MetricMapper;
+use crate::probes::{Check, ProbeServer};
 use crate::sink::{
     open_transport, DogStatsdSink, OneByOne, SendDatagrams, StdoutMetricSink, TeeMetricSink,
     Transport,
@@ -133,6 +134,14 @@ pub enum RunError {
     /// A forwarding thread panicked.
     #[error("instance {0} stopped unexpectedly")]
     Panicked(usize),
+    /// The health probes' address could not be listened on.
+    #[error("cannot serve the health probes on {address} (init_config.health_address): {source}")]
+    Probes {
+        /// `init_config.health_address`.
+        address: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// A thread could not be started.
     #[error("cannot start the {thread} thread: {source}")]
     Spawn {
@@ -147,7 +156,40 @@ pub enum RunError {
 /// has consumed `max_messages`). Returns the summed counters.
 pub fn run(config: &Config, options: &RunOptions) -> Result<Snapshot, RunError> {
     let counters: Vec<Arc<Counters>> = config.instances.iter().map(|_| Arc::default()).collect();
+    if let Some(health) = &config.health {
+        serve_probes(health, &counters)?;
+    }
     run_with_counters(config, options, &counters)
+}
+
+/// Serves `/livez` (every instance's loop turns) and `/readyz` (every instance is in its group,
+/// or waits for a broker it never reached) for the life of the process.
+fn serve_probes(health: &HealthEndpoint, counters: &[Arc<Counters>]) -> Result<(), RunError> {
+    let stall_ms = health.stall_seconds * 1000;
+    let each = |check: fn(&Counters, u64) -> Result<String, String>| -> Check {
+        let counters = counters.to_vec();
+        Box::new(move || {
+            let mut answers = Vec::with_capacity(counters.len());
+            for (index, counters) in counters.iter().enumerate() {
+                let answer = check(counters, stall_ms);
+                let answer = answer.map_err(|why| format!("instance {index}: {why}"))?;
+                answers.push(format!("instance {index}: {answer}"));
+            }
+            Ok(answers.join("; "))
+        })
+    };
+    let server = ProbeServer::new(
+        each(|c, stall_ms| c.health.liveness(stall_ms)),
+        each(|c, _| c.health.readiness()),
+    );
+    let bound = server
+        .spawn(&health.address)
+        .map_err(|source| RunError::Probes {
+            address: health.address.clone(),
+            source,
+        })?;
+    log::info!("health probes: http://{bound}/livez and /readyz");
+    Ok(())
 }
 
 /// Like [`run`], counting into the given counters (one per instance) so a caller can watch.
@@ -472,6 +514,7 @@ fn consume(
 
         let mut forwarder = delivery.lock();
         let now = Instant::now();
+        counters.health.loop_turned();
         let mut window_written = false;
         match state {
             State::Consuming => {

@@ -211,14 +211,22 @@ impl<R: OnRevoke> SourceContext<R> {
             log::debug!("kafka ({}): {what}", self.topic);
             return;
         }
+        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure, Resolve};
+        let health = &self.counters.health;
         if cause(error, &what).is_some() {
-            self.counters.health.kafka_problem_with_cause(&what);
+            health.kafka_problem_with_cause(&what);
+            health.broker_refused();
         } else {
-            self.counters.health.kafka_problem(&what);
+            health.kafka_problem(&what);
+        }
+        if matches!(
+            error.rdkafka_error_code(),
+            Some(AllBrokersDown | BrokerTransportFailure | Resolve)
+        ) {
+            health.broker_unreachable();
         }
         // Once an outage is reported, its other faces (every broker down, a connection refused
         // again) go to the service check's message, not to more lines: one outage, one line.
-        use rdkafka::types::RDKafkaErrorCode::{AllBrokersDown, BrokerTransportFailure};
         let another_face = matches!(
             error.rdkafka_error_code(),
             Some(AllBrokersDown | BrokerTransportFailure)
@@ -345,6 +353,13 @@ impl<R: OnRevoke> ClientContext for SourceContext<R> {
         health.brokers_known.store(known, Ordering::Relaxed);
         health.brokers_up.store(up, Ordering::Relaxed);
         health.stats_seen.store(true, Ordering::Relaxed);
+        if up > 0 {
+            health.reached_broker();
+        }
+        if statistics.cgrp.as_ref().is_some_and(|g| g.state == "up") {
+            // In the group, with or without partitions (more members than partitions).
+            health.joined_group();
+        }
         // A broker up and partitions assigned: whatever failed before works again, since the
         // later of the two state changes.
         let group = statistics
@@ -391,6 +406,7 @@ impl<R: OnRevoke> ConsumerContext for SourceContext<R> {
             }
             Rebalance::Assign(tpl) => {
                 self.counters.health.kafka_ok();
+                self.counters.health.joined_group();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
                 // A cooperative rebalance that gives this member nothing new says nothing.
                 if !partitions.is_empty() {

@@ -47,6 +47,13 @@ pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 1_000;
 /// The range `commit_interval_ms` accepts.
 pub const COMMIT_INTERVALS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
+/// `health_stall_seconds` when not set: how long the consume loop may go without a turn before
+/// `/livez` fails. A turn comes at least every 100 ms, even while waiting for a broker or the
+/// Agent; the longest legitimate pause is a rebalance's flush (one write attempt).
+pub const DEFAULT_HEALTH_STALL_SECONDS: u64 = 30;
+/// The range `health_stall_seconds` accepts.
+pub const HEALTH_STALL_SECONDS: std::ops::RangeInclusive<u64> = 1..=3_600;
+
 /// The destination used when neither the file nor the environment names one.
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
 
@@ -83,9 +90,20 @@ pub struct Config {
     pub metric_prefix: String,
     /// The consumers.
     pub instances: Vec<Instance>,
+    /// Where `/livez` and `/readyz` are served (`init_config.health_address`), if anywhere.
+    pub health: Option<HealthEndpoint>,
     /// Settings that were given but are not used, each saying why: the command line logs them
     /// as warnings, so that nothing is ignored without a word.
     pub ignored: Vec<String>,
+}
+
+/// The HTTP endpoint of the liveness and readiness probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthEndpoint {
+    /// `host:port` to listen on (`0.0.0.0:8080`, `[::]:8080`, `127.0.0.1:8080`).
+    pub address: String,
+    /// How long the consume loop may go without a turn before `/livez` fails, in seconds.
+    pub stall_seconds: u64,
 }
 
 /// How the configuration was chosen, for the one log line that says so.
@@ -146,12 +164,15 @@ impl Config {
             source: &'a str,
             dogstatsd_url: String,
             metric_prefix: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            health: Option<&'a HealthEndpoint>,
             instances: &'a [Instance],
         }
         let effective = Effective {
             source: &self.origin,
             dogstatsd_url: self.dogstatsd.to_string(),
             metric_prefix: &self.metric_prefix,
+            health: self.health.as_ref(),
             instances: &self.instances,
         };
         serde_yaml::to_string(&effective)

@@ -23,6 +23,8 @@ pub(super) struct RawFile {
 pub(super) struct RawInit {
     pub(super) dogstatsd_url: Option<String>,
     pub(super) metric_prefix: Option<String>,
+    pub(super) health_address: Option<String>,
+    pub(super) health_stall_seconds: Option<u64>,
     #[serde(default)]
     pub(super) tags: Vec<String>,
 }

@@ -7,8 +7,9 @@ use super::raw::{Brokers, RawFile, RawInstance, DEFAULT_GROUP};
 use super::secrets::KafkaOptions;
 use super::settings::{Destination, Instance, Mapping, Sasl};
 use super::{
-    Config, ConfigError, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS, DEFAULT_AGGREGATION_INTERVAL,
-    DEFAULT_COMMIT_INTERVAL_MS, DEFAULT_MAX_CONTEXTS,
+    Config, ConfigError, HealthEndpoint, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS,
+    DEFAULT_AGGREGATION_INTERVAL, DEFAULT_COMMIT_INTERVAL_MS, DEFAULT_HEALTH_STALL_SECONDS,
+    DEFAULT_MAX_CONTEXTS, HEALTH_STALL_SECONDS,
 };
 
 /// The longest tag field name: with `:` and the longest number, its tag still holds at most
@@ -38,6 +39,37 @@ impl Config {
                     destination_from_env(env).map_err(|(key, reason)| err(&key, reason))?;
                 ignored.extend(port_without_host(env, &destination));
                 destination
+            }
+        };
+
+        let health = match init.health_address {
+            Some(address) => Some(HealthEndpoint {
+                address: check_listen_address(&address)
+                    .map_err(|r| err("init_config.health_address", r))?,
+                stall_seconds: match init.health_stall_seconds {
+                    Some(s) if HEALTH_STALL_SECONDS.contains(&s) => s,
+                    Some(s) => {
+                        return Err(err(
+                            "init_config.health_stall_seconds",
+                            format!(
+                                "{s} is outside {}..={} seconds",
+                                HEALTH_STALL_SECONDS.start(),
+                                HEALTH_STALL_SECONDS.end()
+                            ),
+                        ))
+                    }
+                    None => DEFAULT_HEALTH_STALL_SECONDS,
+                },
+            }),
+            None => {
+                if init.health_stall_seconds.is_some() {
+                    ignored.push(
+                        "init_config.health_stall_seconds is ignored: it applies only with \
+                         init_config.health_address"
+                            .to_string(),
+                    );
+                }
+                None
             }
         };
 
@@ -74,8 +106,25 @@ impl Config {
             dogstatsd,
             metric_prefix,
             instances,
+            health,
             ignored,
         })
+    }
+}
+
+/// `host:port` with a port number: an IP address (`0.0.0.0`, `[::]`), or a host name.
+fn check_listen_address(address: &str) -> Result<String, String> {
+    let usage = "must be `host:port`, for example `0.0.0.0:8080` or `[::]:8080`";
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| format!("`{address}` {usage}"))?;
+    let port_ok = port.parse::<u16>().is_ok_and(|p| p > 0);
+    let host_ok =
+        !host.is_empty() && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+    if port_ok && host_ok {
+        Ok(address.to_string())
+    } else {
+        Err(format!("`{address}` {usage}"))
     }
 }
 

@@ -20,6 +20,29 @@ pub struct Health {
     kafka_problem_set: std::sync::atomic::AtomicBool,
     /// Since when, and why, datagram writes have been failing.
     sink_failure: std::sync::Mutex<Option<(std::time::Instant, String)>>,
+    /// When the consume loop last turned, in [`clock_ms`]; 0 before its first turn.
+    loop_turned_ms: std::sync::atomic::AtomicU64,
+    /// Whether the consumer has joined its group (an assignment, or the group `up` in the
+    /// statistics), at least once.
+    group_joined: std::sync::atomic::AtomicBool,
+    /// Whether a broker was ever reached (UP in the statistics).
+    broker_reached: std::sync::atomic::AtomicBool,
+    /// Whether no broker could be reached so far, librdkafka said (connection refused, name
+    /// not found, every broker down) before any was reached.
+    broker_unreachable: std::sync::atomic::AtomicBool,
+    /// Whether a broker refused the consumer (its login, or the certificate was refused).
+    broker_refused: std::sync::atomic::AtomicBool,
+}
+
+/// Milliseconds since the first call in this process (never 0 after it): a clock that atomics
+/// can hold.
+pub fn clock_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+        + 1
 }
 
 impl Health {
@@ -83,6 +106,81 @@ impl Health {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The consume loop turned (it does at least every 100 ms, waiting or not): it is alive.
+    pub fn loop_turned(&self) {
+        self.loop_turned_ms.store(clock_ms(), Relaxed);
+    }
+
+    /// The consumer is in its group.
+    pub fn joined_group(&self) {
+        self.group_joined.store(true, Relaxed);
+    }
+
+    /// A broker is up.
+    pub fn reached_broker(&self) {
+        self.broker_reached.store(true, Relaxed);
+    }
+
+    /// librdkafka could not connect to a broker (refused, unresolvable, all down).
+    pub fn broker_unreachable(&self) {
+        self.broker_unreachable.store(true, Relaxed);
+    }
+
+    /// A broker refused the login, or its certificate was refused: a setting to fix.
+    pub fn broker_refused(&self) {
+        self.broker_refused.store(true, Relaxed);
+    }
+
+    /// `/livez`: the consume loop turned within `stall_ms`. A loop that waits for a broker or
+    /// the Agent still turns; one that stops turning is stuck, and a restart is the cure.
+    pub fn liveness(&self, stall_ms: u64) -> Result<String, String> {
+        let now = clock_ms();
+        match self.loop_turned_ms.load(Relaxed) {
+            0 if now <= stall_ms => Ok("starting".into()),
+            0 => Err(format!(
+                "the consume loop has not started within {} s",
+                stall_ms / 1000
+            )),
+            turned => {
+                let ago = now.saturating_sub(turned);
+                if ago <= stall_ms {
+                    Ok(format!(
+                        "consume loop turned {:.1} s ago",
+                        ago as f64 / 1000.0
+                    ))
+                } else {
+                    Err(format!(
+                        "the consume loop has not turned for {:.1} s (limit {} s): stuck",
+                        ago as f64 / 1000.0,
+                        stall_ms / 1000
+                    ))
+                }
+            }
+        }
+    }
+
+    /// `/readyz`: in the consumer group, or waiting for a broker never reached (an outage must
+    /// not hold a rollout or a restart back). Joining, or refused by a broker it reached (a
+    /// wrong password, an untrusted certificate: a new version's mistake), is not ready, so that
+    /// a rollout waits, or stops, there.
+    pub fn readiness(&self) -> Result<String, String> {
+        if self.group_joined.load(Relaxed) {
+            return Ok("in the consumer group".into());
+        }
+        let problem = self.last_kafka_problem();
+        let refused = self.broker_refused.load(Relaxed);
+        if !refused && self.broker_unreachable.load(Relaxed) && !self.broker_reached.load(Relaxed) {
+            return Ok(format!(
+                "waiting for a broker never reached{}",
+                problem.map(|p| format!(": {p}")).unwrap_or_default()
+            ));
+        }
+        Err(match problem {
+            Some(problem) => format!("not in the consumer group: {problem}"),
+            None => "joining the consumer group".into(),
+        })
     }
 }
 
@@ -199,6 +297,57 @@ pub fn send_status(health: &Health) -> (Status, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_waits_for_the_group_unless_no_broker_was_ever_reached() {
+        let health = Health::default();
+        assert_eq!(health.readiness(), Err("joining the consumer group".into()));
+        // An outage from the start: ready, so a rollout is not held back by the broker.
+        health.broker_unreachable();
+        health.kafka_problem("BrokerTransportFailure: Connection refused");
+        let ready = health.readiness().unwrap();
+        assert!(
+            ready.starts_with("waiting for a broker never reached"),
+            "{ready}"
+        );
+        // Reached, then not (yet) in the group: joining.
+        health.reached_broker();
+        assert!(health.readiness().is_err());
+        health.joined_group();
+        assert_eq!(health.readiness(), Ok("in the consumer group".into()));
+    }
+
+    #[test]
+    fn a_refused_login_or_certificate_is_not_ready_even_before_any_broker_was_reached() {
+        let health = Health::default();
+        health.broker_refused();
+        health.broker_unreachable();
+        health.kafka_problem_with_cause("authentication failed: wrong password");
+        assert_eq!(
+            health.readiness(),
+            Err("not in the consumer group: authentication failed: wrong password".into())
+        );
+    }
+
+    #[test]
+    fn liveness_follows_the_loop_s_turns() {
+        let health = Health::default();
+        // Before the first turn, the grace of one stall period from the process's start.
+        assert_eq!(health.liveness(60_000), Ok("starting".into()));
+        health.loop_turned();
+        assert!(health
+            .liveness(60_000)
+            .unwrap()
+            .starts_with("consume loop turned"));
+        // A turn older than the limit is a stuck loop.
+        health
+            .loop_turned_ms
+            .store(clock_ms().saturating_sub(5_000).max(1), Relaxed);
+        if clock_ms() > 5_000 {
+            let stuck = health.liveness(1_000).unwrap_err();
+            assert!(stuck.contains("stuck"), "{stuck}");
+        }
+    }
 
     #[test]
     fn service_check_messages_cannot_break_the_datagram() {
