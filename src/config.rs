@@ -39,6 +39,11 @@ pub const DEFAULT_COMMIT_INTERVAL_MS: u64 = 1_000;
 /// The range `commit_interval_ms` accepts.
 pub const COMMIT_INTERVALS_MS: std::ops::RangeInclusive<u64> = 100..=60_000;
 
+/// `udp_max_datagrams_per_second` when not set: a pace Datadog's serverless DogStatsD server
+/// (datadog-serverless-compat 0.19.0) keeps up with on a busy 2-core machine, with the kernel's
+/// default receive buffer (`cargo bench --bench udp_pace`; the README's "DogStatsD servers").
+pub const DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND: u32 = 2_000;
+
 /// The destination used when neither the file nor the environment names one.
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
 
@@ -295,6 +300,11 @@ pub struct Config {
     pub dogstatsd: Destination,
     /// Prefix of every metric name, without the trailing dot.
     pub metric_prefix: String,
+    /// `init_config.packed_distributions`: several values per distribution line (DogStatsD
+    /// protocol 1.1, the default), or one (protocol 1.0, for servers that keep only the first).
+    pub packed_distributions: bool,
+    /// `init_config.udp_max_datagrams_per_second`: the pace of UDP sends (0: unpaced).
+    pub udp_max_datagrams_per_second: u32,
     /// The consumers.
     pub instances: Vec<Instance>,
     /// Settings that were given but are not used, each saying why: the command line logs them
@@ -319,6 +329,8 @@ struct RawInit {
     metric_prefix: Option<String>,
     #[serde(default)]
     tags: Vec<String>,
+    packed_distributions: Option<bool>,
+    udp_max_datagrams_per_second: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -616,6 +628,10 @@ impl Config {
             origin: origin.to_string(),
             dogstatsd,
             metric_prefix,
+            packed_distributions: init.packed_distributions.unwrap_or(true),
+            udp_max_datagrams_per_second: init
+                .udp_max_datagrams_per_second
+                .unwrap_or(DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND),
             instances,
             ignored,
         })
@@ -628,12 +644,16 @@ impl Config {
             source: &'a str,
             dogstatsd_url: String,
             metric_prefix: &'a str,
+            packed_distributions: bool,
+            udp_max_datagrams_per_second: u32,
             instances: &'a [Instance],
         }
         let effective = Effective {
             source: &self.origin,
             dogstatsd_url: self.dogstatsd.to_string(),
             metric_prefix: &self.metric_prefix,
+            packed_distributions: self.packed_distributions,
+            udp_max_datagrams_per_second: self.udp_max_datagrams_per_second,
             instances: &self.instances,
         };
         serde_yaml::to_string(&effective)

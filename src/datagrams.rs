@@ -6,6 +6,12 @@
 //! a wake-up of the Agent's reader: written one per `sendto`, that was half of the forwarder's
 //! time when it sends every point. A batch wakes the reader once and enters the kernel once.
 //!
+//! Over UDP nothing pushes back: datagrams that arrive faster than the server reads them are
+//! dropped by the kernel once its receive buffer is full, without a word to the sender. A
+//! [`Pace`] holds UDP sends to a rate a DogStatsD server keeps up with, checked once per batch:
+//! a batch that comes too early waits (one sleep), it is never dropped. A Unix socket pushes
+//! back (a full socket refuses the datagram and the sink holds it), so it is never paced.
+//!
 //! ```
 //! use algorithmia_datadog::datagrams::{OneByOne, Packed, SendDatagrams};
 //! use cadence::SpyMetricSink;
@@ -23,6 +29,8 @@ use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use cadence::MetricSink;
 
@@ -119,23 +127,93 @@ fn send_each(
     (datagrams.len(), None)
 }
 
+/// A pace of at most `per_second` datagrams a second, with bursts of at most [`BATCH`]: a
+/// token bucket (in its "virtual scheduling" form, one instant to keep) that says how long a
+/// group of datagrams must wait before it is sent.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use algorithmia_datadog::datagrams::Pace;
+///
+/// let start = Instant::now();
+/// let mut pace = Pace::new(1_000); // a datagram a millisecond, 32 at once
+/// assert_eq!(pace.wait(32, start), Duration::ZERO); // an idle pace lets a batch through
+/// assert_eq!(pace.wait(32, start), Duration::from_millis(32)); // the next one waits its turn
+/// ```
+#[derive(Debug)]
+pub struct Pace {
+    /// The time one datagram takes at the pace.
+    per_datagram: Duration,
+    /// How far ahead of the pace sending may get: a batch.
+    burst: Duration,
+    /// When everything sent so far would have been sent, sent at the pace.
+    caught_up: Option<Instant>,
+}
+
+impl Pace {
+    /// At most `per_second` datagrams a second (at least one).
+    pub fn new(per_second: u32) -> Pace {
+        let per_datagram = Duration::from_secs(1) / per_second.max(1);
+        Pace {
+            per_datagram,
+            burst: per_datagram * BATCH as u32,
+            caught_up: None,
+        }
+    }
+
+    /// How long `n` datagrams must wait at `now` before they go; counts them as sent then.
+    pub fn wait(&mut self, n: usize, now: Instant) -> Duration {
+        let start = self.caught_up.map_or(now, |t| t.max(now));
+        let done = start + self.per_datagram * u32::try_from(n).unwrap_or(u32::MAX);
+        self.caught_up = Some(done);
+        done.saturating_duration_since(now + self.burst)
+    }
+}
+
 /// The Agent's DogStatsD UDP port, from an unconnected socket (as Datadog's clients do: nothing
 /// reports a missing listener).
 #[derive(Debug)]
 pub struct UdpDestination {
     socket: UdpSocket,
     target: SocketAddr,
+    /// Unpaced when `None`.
+    pace: Option<Mutex<Pace>>,
 }
 
 impl UdpDestination {
-    /// Sends from `socket` (bound, of `target`'s family) to `target`.
+    /// Sends from `socket` (bound, of `target`'s family) to `target`, unpaced.
     pub fn new(socket: UdpSocket, target: SocketAddr) -> Self {
-        UdpDestination { socket, target }
+        UdpDestination {
+            socket,
+            target,
+            pace: None,
+        }
+    }
+
+    /// At most `per_second` datagrams a second (0: unpaced): a send that comes too early sleeps
+    /// until its turn.
+    pub fn paced(mut self, per_second: u32) -> Self {
+        self.pace = (per_second > 0).then(|| Mutex::new(Pace::new(per_second)));
+        self
+    }
+
+    /// Sleeps until `n` datagrams may go.
+    fn wait_turn(&self, n: usize) {
+        if let Some(pace) = &self.pace {
+            let wait = pace
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .wait(n, Instant::now());
+            if !wait.is_zero() {
+                std::thread::sleep(wait);
+            }
+        }
     }
 }
 
 impl MetricSink for UdpDestination {
     fn emit(&self, datagram: &str) -> io::Result<usize> {
+        self.wait_turn(1);
         self.socket.send_to(datagram.as_bytes(), self.target)
     }
 }
@@ -146,6 +224,7 @@ impl SendDatagrams for UdpDestination {
     }
 
     fn send(&mut self, datagrams: &Packed) -> (usize, Option<io::Error>) {
+        self.wait_turn(datagrams.len());
         #[cfg(target_os = "linux")]
         {
             use std::os::fd::AsRawFd;
@@ -328,7 +407,6 @@ mod raw {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn packed(datagrams: &[&str]) -> Packed {
         let mut packed = Packed::default();
@@ -366,6 +444,46 @@ mod tests {
         for expected in &datagrams {
             let n = agent.recv(&mut buf).unwrap();
             assert_eq!(&buf[..n], expected.as_bytes());
+        }
+    }
+
+    #[test]
+    fn a_pace_lets_a_batch_through_then_holds_the_rate_without_drift() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(2_000); // 0.5 ms a datagram, 16 ms a batch
+        assert_eq!(pace.wait(BATCH, t0), Duration::ZERO);
+        // Batch after batch, at once: each waits one batch's time more than the last.
+        let waits: Vec<Duration> = (0..3).map(|_| pace.wait(BATCH, t0)).collect();
+        let ms = Duration::from_millis;
+        assert_eq!(waits, [ms(16), ms(32), ms(48)]);
+        // Idle for a second: the backlog is forgotten, but no more than a batch goes at once.
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!(pace.wait(BATCH, later), Duration::ZERO);
+        assert_eq!(pace.wait(1, later), Duration::from_micros(500));
+    }
+
+    #[test]
+    fn a_paced_destination_delays_and_never_drops() {
+        let agent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        agent
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let socket = UdpSocket::bind("0.0.0.0:0").unwrap();
+        let target = agent.local_addr().unwrap();
+        let mut destination = UdpDestination::new(socket, target).paced(1_000);
+        let datagrams: Vec<String> = (0..BATCH).map(|i| format!("m:{i}|c")).collect();
+        let refs: Vec<&str> = datagrams.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        for _ in 0..3 {
+            let (sent, error) = destination.send(&packed(&refs));
+            assert_eq!((sent, error.is_none()), (BATCH, true));
+        }
+        // 96 datagrams at 1,000 a second, the first 32 at once: 64 ms at least.
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(64), "{took:?}");
+        let mut buf = [0u8; 64];
+        for _ in 0..3 * BATCH {
+            agent.recv(&mut buf).unwrap();
         }
     }
 

@@ -7,7 +7,7 @@
 //! datagrams, and so every line pushed before, were accepted by the socket, and
 //! [`DogStatsdSink::flush`] returns `true` when nothing at all is left unsent.
 //!
-//! It never sleeps: when a write fails (the Agent restarts, its socket is missing or full) the
+//! It never sleeps (but to pace UDP sends, [`crate::datagrams::Pace`]): when a write fails (the Agent restarts, its socket is missing or full) the
 //! sink turns *blocked*, keeps the unsent datagram and holds back every further line, and the
 //! caller retries [`DogStatsdSink::flush`] with back-off while it keeps serving Kafka (see
 //! [`crate::pipeline`]). Nothing is lost, and nothing is reported sent before it was.
@@ -116,8 +116,8 @@ impl MetricSink for Transport {
     }
 }
 
-/// Opens a destination.
-pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
+/// Opens a destination; UDP sends go at most `udp_per_second` datagrams a second (0: unpaced).
+pub fn open_transport(destination: &Destination, udp_per_second: u32) -> io::Result<Transport> {
     match destination {
         Destination::Udp(addr) => {
             // Resolve once, preferring IPv4 (the Agent listens on 127.0.0.1 by default, while
@@ -139,7 +139,9 @@ pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
             } else {
                 "[::]:0"
             })?;
-            Ok(Transport::Udp(UdpDestination::new(socket, target)))
+            Ok(Transport::Udp(
+                UdpDestination::new(socket, target).paced(udp_per_second),
+            ))
         }
         Destination::Unix(path) => {
             let socket = UnixDatagram::unbound()?;
@@ -573,7 +575,7 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let port = agent.local_addr().unwrap().port();
-        let transport = open_transport(&Destination::Udp(format!("localhost:{port}"))).unwrap();
+        let transport = open_transport(&Destination::Udp(format!("localhost:{port}")), 0).unwrap();
         transport.emit("a:1|g").unwrap();
         let mut buf = [0u8; 64];
         let n = agent.recv(&mut buf).unwrap();
