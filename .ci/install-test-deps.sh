@@ -50,3 +50,4 @@ else
 fi
 stunnel4 -version 2>&1 | grep -m 1 "^stunnel"
 openssl version
+bash "$(dirname "$0")/install-dogstatsd-oracle.sh"

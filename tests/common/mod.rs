@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod datadog_dogstatsd;
 pub mod process;
 pub mod tansu;
 pub mod tls;
