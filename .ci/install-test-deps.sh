@@ -52,3 +52,4 @@ stunnel4 -version 2>&1 | grep -m 1 "^stunnel"
 openssl version
 bash "$(dirname "$0")/install-chart-tools.sh"
 bash "$(dirname "$0")/install-podman.sh"
+bash "$(dirname "$0")/install-dogstatsd-oracle.sh"

@@ -150,7 +150,7 @@ fn yaml(mode: &Mode, bootstrap: &str, topic: &str, group: &str, url: &str) -> St
         }
     }
     format!(
-        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{bootstrap}\"\n    kafka_topic: {topic}\n    consumer_group: {group}\n    start_offset: earliest\n{}{options}",
+        "init_config:\n  dogstatsd_url: {url}\n  udp_max_datagrams_per_second: 0\ninstances:\n  - kafka_broker: \"{bootstrap}\"\n    kafka_topic: {topic}\n    consumer_group: {group}\n    start_offset: earliest\n{}{options}",
         mode.extra
     )
 }

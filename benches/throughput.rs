@@ -172,7 +172,7 @@ fn run_mode(
     tally: &Tally,
 ) -> Row {
     let yaml = format!(
-        "init_config:\n  dogstatsd_url: {url}\ninstances:\n  - kafka_broker: \"{}\"\n    kafka_topic: {topic}\n    consumer_group: {}\n    start_offset: earliest\n{extra}",
+        "init_config:\n  dogstatsd_url: {url}\n  udp_max_datagrams_per_second: 0\ninstances:\n  - kafka_broker: \"{}\"\n    kafka_topic: {topic}\n    consumer_group: {}\n    start_offset: earliest\n{extra}",
         kafka.bootstrap_servers(),
         common::unique("bench")
     );

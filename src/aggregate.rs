@@ -248,7 +248,8 @@ impl Window {
 
     /// Writes every point as DogStatsD lines through `emit(line, kind, values in the line)`,
     /// then empties the window. A distribution whose values do not fit in one line of
-    /// `max_datagram` bytes is split over several lines, between values.
+    /// `max_datagram` bytes is split over several lines, between values; 0 writes each value on
+    /// a line of its own (DogStatsD protocol 1.0).
     pub fn drain(&mut self, max_datagram: usize, mut emit: impl FnMut(&str, MetricKind, usize)) {
         let mut line = String::with_capacity(max_datagram);
         let mut value = String::with_capacity(32);

@@ -93,6 +93,8 @@ pub struct Forwarder {
     lines: LineWriter,
     /// The decoded fields' vector, kept from one message to the next.
     spare_fields: Vec<Field<'static>>,
+    /// Several distribution values per line (protocol 1.1), or one.
+    packed_distributions: bool,
 }
 
 /// Builder for [`Forwarder`].
@@ -111,6 +113,13 @@ impl ForwarderBuilder {
     /// A window is sent early once it holds this many contexts (default 100,000).
     pub fn max_contexts(mut self, max_contexts: usize) -> Self {
         self.max_contexts = max_contexts;
+        self
+    }
+    /// Whether a window's distribution values are packed several to a line (`name:v1:v2|d`,
+    /// DogStatsD protocol 1.1, the default) or written one per line (protocol 1.0, for servers
+    /// that keep only the first value of a packed line).
+    pub fn packed_distributions(mut self, packed: bool) -> Self {
+        self.forwarder.packed_distributions = packed;
         self
     }
     /// The topic, for log lines.
@@ -147,6 +156,7 @@ impl Forwarder {
                 topic: String::new(),
                 lines: LineWriter::default(),
                 spare_fields: Vec::new(),
+                packed_distributions: true,
             },
             max_contexts: crate::config::DEFAULT_MAX_CONTEXTS,
         }
@@ -293,8 +303,13 @@ impl Forwarder {
             return;
         };
         let (sink, offsets, counters) = (&mut self.sink, &mut self.offsets, &self.counters);
-        let max_datagram = sink.max_datagram();
-        window.drain(max_datagram, |line, kind, values| {
+        // Unpacked, a line's values get no room beyond the first: one value per line.
+        let max_line = if self.packed_distributions {
+            sink.max_datagram()
+        } else {
+            0
+        };
+        window.drain(max_line, |line, kind, values| {
             count_sent(counters, kind, values);
             if sink.push_line(line) == Written::Flushed {
                 // Only earlier windows: this one's offsets are handed over below.

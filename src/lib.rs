@@ -58,6 +58,9 @@ pub use forwarder::{Due, Forwarder, ForwarderBuilder, Released};
 pub use pipeline::{run, run_with_counters, Output, RunError, RunOptions};
 pub use shutdown::Shutdown;
 pub use sink::{DogStatsdSink, DogStatsdSinkBuilder, Written};
+/// The UDP transport on its own, for `cargo bench --bench udp_pace`: not an interface.
+#[doc(hidden)]
+pub use sink::{Packed, SendDatagrams, UdpDestination, BATCH};
 pub use source::validate_client_config;
 pub use telemetry::{
     Counters, Health, RejectReason, SelfMetric, SelfMetricKind, SkipReason, Snapshot,

@@ -276,6 +276,7 @@ pub fn run_instance(
     let forwarder = Forwarder::builder(mapper, sink, counters.clone())
         .aggregation_interval(Duration::from_secs(instance.aggregation_interval))
         .max_contexts(instance.max_contexts)
+        .packed_distributions(config.packed_distributions)
         .topic(&instance.topic)
         .build();
     // Started before the consumer exists: an error here needs no Kafka shutdown.
@@ -346,9 +347,11 @@ pub fn run_instance(
 }
 
 fn open_destination(config: &Config) -> Result<Transport, RunError> {
-    open_transport(&config.dogstatsd).map_err(|source| RunError::Destination {
-        destination: config.dogstatsd.to_string(),
-        source,
+    open_transport(&config.dogstatsd, config.udp_max_datagrams_per_second).map_err(|source| {
+        RunError::Destination {
+            destination: config.dogstatsd.to_string(),
+            source,
+        }
     })
 }
 

@@ -193,3 +193,17 @@ fn windows_end_on_wall_clock_multiples_of_the_interval() {
         now + Duration::from_millis(1)
     );
 }
+
+#[test]
+fn a_line_of_no_room_holds_one_distribution_value_protocol_1_0() {
+    let mut w = Window::new(100);
+    w.begin("m:a", None);
+    for v in [1u64, 22, 333] {
+        w.point("d", MetricKind::Distribution, Value::UInt(v));
+    }
+    w.point("g", MetricKind::Gauge, Value::UInt(7));
+    assert_eq!(
+        lines_of(&mut w, 0),
+        ["d:1|d|#m:a", "d:22|d|#m:a", "d:333|d|#m:a", "g:7|g|#m:a"]
+    );
+}

@@ -54,6 +54,11 @@ pub const DEFAULT_HEALTH_STALL_SECONDS: u64 = 30;
 /// The range `health_stall_seconds` accepts.
 pub const HEALTH_STALL_SECONDS: std::ops::RangeInclusive<u64> = 1..=3_600;
 
+/// `udp_max_datagrams_per_second` when not set: a pace Datadog's serverless DogStatsD server
+/// (datadog-serverless-compat 0.19.0) keeps up with on a busy 2-core machine, with the kernel's
+/// default receive buffer (`cargo bench --bench udp_pace`; the README's "DogStatsD servers").
+pub const DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND: u32 = 2_000;
+
 /// The destination used when neither the file nor the environment names one.
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
 
@@ -88,6 +93,11 @@ pub struct Config {
     pub dogstatsd: Destination,
     /// Prefix of every metric name, without the trailing dot.
     pub metric_prefix: String,
+    /// `init_config.packed_distributions`: several values per distribution line (DogStatsD
+    /// protocol 1.1, the default), or one (protocol 1.0, for servers that keep only the first).
+    pub packed_distributions: bool,
+    /// `init_config.udp_max_datagrams_per_second`: the pace of UDP sends (0: unpaced).
+    pub udp_max_datagrams_per_second: u32,
     /// The consumers.
     pub instances: Vec<Instance>,
     /// Where `/livez` and `/readyz` are served (`init_config.health_address`), if anywhere.
@@ -164,6 +174,8 @@ impl Config {
             source: &'a str,
             dogstatsd_url: String,
             metric_prefix: &'a str,
+            packed_distributions: bool,
+            udp_max_datagrams_per_second: u32,
             #[serde(skip_serializing_if = "Option::is_none")]
             health: Option<&'a HealthEndpoint>,
             instances: &'a [Instance],
@@ -172,6 +184,8 @@ impl Config {
             source: &self.origin,
             dogstatsd_url: self.dogstatsd.to_string(),
             metric_prefix: &self.metric_prefix,
+            packed_distributions: self.packed_distributions,
+            udp_max_datagrams_per_second: self.udp_max_datagrams_per_second,
             health: self.health.as_ref(),
             instances: &self.instances,
         };

@@ -25,6 +25,8 @@ pub(super) struct RawInit {
     pub(super) metric_prefix: Option<String>,
     pub(super) health_address: Option<String>,
     pub(super) health_stall_seconds: Option<u64>,
+    pub(super) packed_distributions: Option<bool>,
+    pub(super) udp_max_datagrams_per_second: Option<u32>,
     #[serde(default)]
     pub(super) tags: Vec<String>,
 }

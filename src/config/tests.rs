@@ -644,3 +644,33 @@ fn the_old_scripts_variables_beside_a_file_are_reported_ignored() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn distributions_are_packed_and_udp_is_paced_unless_told_otherwise() {
+    let c = load(MINIMAL).unwrap();
+    assert!(c.packed_distributions);
+    assert_eq!(
+        c.udp_max_datagrams_per_second,
+        DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND
+    );
+    let c = load(&format!(
+        "init_config:\n  packed_distributions: false\n  udp_max_datagrams_per_second: 0\n{MINIMAL}"
+    ))
+    .unwrap();
+    assert!(!c.packed_distributions);
+    assert_eq!(c.udp_max_datagrams_per_second, 0);
+    let printed = c.redacted_yaml();
+    assert!(printed.contains("packed_distributions: false"), "{printed}");
+    assert!(
+        printed.contains("udp_max_datagrams_per_second: 0"),
+        "{printed}"
+    );
+    for bad in [
+        "packed_distributions: maybe",
+        "udp_max_datagrams_per_second: -5",
+    ] {
+        let e = rejected(&format!("init_config:\n  {bad}\n{MINIMAL}"));
+        let key = bad.split(':').next().unwrap();
+        assert!(e.to_string().contains(key), "{bad}: {e}");
+    }
+}

@@ -9,7 +9,7 @@ use super::settings::{Destination, Instance, Mapping, Sasl};
 use super::{
     Config, ConfigError, HealthEndpoint, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS,
     DEFAULT_AGGREGATION_INTERVAL, DEFAULT_COMMIT_INTERVAL_MS, DEFAULT_HEALTH_STALL_SECONDS,
-    DEFAULT_MAX_CONTEXTS, HEALTH_STALL_SECONDS,
+    DEFAULT_MAX_CONTEXTS, DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND, HEALTH_STALL_SECONDS,
 };
 
 /// The longest tag field name: with `:` and the longest number, its tag still holds at most
@@ -105,6 +105,10 @@ impl Config {
             origin: origin.to_string(),
             dogstatsd,
             metric_prefix,
+            packed_distributions: init.packed_distributions.unwrap_or(true),
+            udp_max_datagrams_per_second: init
+                .udp_max_datagrams_per_second
+                .unwrap_or(DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND),
             instances,
             health,
             ignored,

@@ -193,3 +193,41 @@ fn a_refused_window_holds_its_offsets_and_the_next_windows_until_the_agent_is_ba
     let sent = switch.sent.lock().unwrap().join("\n");
     assert_eq!(sent, "a.seq:0|g\na.calls:1|c\na.seq:1|g\na.calls:1|c");
 }
+
+#[test]
+fn unpacked_distributions_go_one_value_per_line_and_all_of_them() {
+    for packed in [true, false] {
+        let (rx, spy) = SpyMetricSink::new();
+        let counters = Arc::new(Counters::default());
+        let sink = DogStatsdSink::builder(spy, 1432)
+            .counters(counters.clone())
+            .build();
+        let mapper = MetricMapper::builder("algorithmia")
+            .distributions(["x"])
+            .build();
+        let mut f = Forwarder::builder(mapper, sink, counters.clone())
+            .aggregation_interval(Duration::from_secs(10))
+            .packed_distributions(packed)
+            .topic("t")
+            .build();
+        for (offset, x) in [(0, "1"), (1, "2"), (2, "3")] {
+            f.handle(0, offset, Some(format!(r#"{{"x":{x}}}"#).as_bytes()));
+        }
+        f.close_window();
+        let lines: Vec<String> = received(rx.try_iter())
+            .into_iter()
+            .filter(|l| l.contains("|d"))
+            .collect();
+        let expected: &[&str] = if packed {
+            &["algorithmia.x:1:2:3|d"]
+        } else {
+            &[
+                "algorithmia.x:1|d",
+                "algorithmia.x:2|d",
+                "algorithmia.x:3|d",
+            ]
+        };
+        assert_eq!(lines, expected, "packed: {packed}");
+        assert_eq!(counters.snapshot().distribution_values, 3);
+    }
+}

@@ -8,7 +8,8 @@
 //! datagrams, and so every line pushed before, were accepted by the socket, and
 //! [`DogStatsdSink::flush`] returns `true` when nothing at all is left unsent.
 //!
-//! It never sleeps: when a write fails (the Agent restarts, its socket is missing or full) the
+//! It never sleeps (but to pace UDP sends, see [`pace`]): when a write fails (the Agent restarts,
+//! its socket is missing or full) the
 //! sink turns *blocked*, keeps the unsent datagram and holds back every further line, and the
 //! caller retries [`DogStatsdSink::flush`] with back-off while it keeps serving Kafka (see
 //! [`crate::pipeline`]). Nothing is lost, and nothing is reported sent before it was.
@@ -33,6 +34,7 @@ use cadence::MetricSink;
 
 use crate::telemetry::Counters;
 
+mod pace;
 mod packed;
 #[cfg(target_os = "linux")]
 mod sendmmsg;
@@ -41,9 +43,10 @@ mod transport;
 mod udp;
 mod unix;
 
-pub use packed::Packed;
+pub use packed::{Packed, BATCH};
 pub use stdout::{StdoutMetricSink, TeeMetricSink};
 pub use transport::{open_transport, OneByOne, SendDatagrams, Transport};
+pub use udp::UdpDestination;
 
 /// How long datagrams may wait in the buffer before they are sent anyway.
 pub const MAX_BUFFER_AGE: Duration = Duration::from_millis(100);
@@ -486,7 +489,7 @@ mod tests {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let port = agent.local_addr().unwrap().port();
-        let transport = open_transport(&Destination::Udp(format!("localhost:{port}"))).unwrap();
+        let transport = open_transport(&Destination::Udp(format!("localhost:{port}")), 0).unwrap();
         transport.emit("a:1|g").unwrap();
         let mut buf = [0u8; 64];
         let n = agent.recv(&mut buf).unwrap();

@@ -89,10 +89,12 @@ impl MetricSink for Transport {
     }
 }
 
-/// Opens a destination.
-pub fn open_transport(destination: &Destination) -> io::Result<Transport> {
+/// Opens a destination; UDP sends go at most `udp_per_second` datagrams a second (0: unpaced).
+pub fn open_transport(destination: &Destination, udp_per_second: u32) -> io::Result<Transport> {
     match destination {
-        Destination::Udp(addr) => UdpDestination::open(addr).map(Transport::Udp),
+        Destination::Udp(addr) => UdpDestination::open(addr)
+            .map(|udp| udp.paced(udp_per_second))
+            .map(Transport::Udp),
         Destination::Unix(path) => UnixDestination::open(path).map(Transport::Unix),
     }
 }

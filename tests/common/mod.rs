@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod agent;
+pub mod datadog_dogstatsd;
 pub mod process;
 pub mod tansu;
 pub mod tls;
