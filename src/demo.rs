@@ -65,7 +65,7 @@ impl std::fmt::Display for DemoReport {
             c.gauges
         )?;
         writeln!(f, "  call counts      {}", c.counts)?;
-        writeln!(f, "  distribution values {}", c.distribution_values)?;
+        writeln!(f, "  distributions    {} values", c.distribution_values)?;
         match self.aggregation_interval {
             0 => writeln!(
                 f,
@@ -77,7 +77,12 @@ impl std::fmt::Display for DemoReport {
                 c.points_aggregated
             )?,
         }
-        writeln!(f, "  datagrams        {} ({} bytes)", c.datagrams, c.bytes)?;
+        writeln!(
+            f,
+            "  datagrams        {} ({} bytes) of model metrics; the forwarder's own metrics \
+             and service checks go apart, not counted here",
+            c.datagrams, c.bytes
+        )?;
         write!(f, "  rejected         {} messages", c.rejected_total())?;
         if c.rejected_total() > 0 {
             write!(f, " ({})", c.describe_rejections())?;

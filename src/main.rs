@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use algorithmia_datadog::config::{process_env, Config, ConfigSource};
+use algorithmia_datadog::config::{process_env, Config, ConfigSource, EnvLookup};
 use algorithmia_datadog::{assets, demo, validate_client_config, Output, RunOptions, Shutdown};
 
 /// Exit code for a configuration that cannot be used.
@@ -187,8 +187,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
-    let loaded = Config::load(args.config.as_deref(), &process_env).and_then(|(config, source)| {
+/// Prints a line to standard output. A reader that went away (`check-config | head -1`) ends the
+/// printing quietly, as Unix tools do, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+fn load(args: &ConfigArg, env: EnvLookup<'_>) -> Result<Config, ExitCode> {
+    let loaded = Config::load(args.config.as_deref(), env).and_then(|(config, source)| {
         for instance in &config.instances {
             validate_client_config(instance, &config.origin)?;
         }
@@ -215,11 +224,16 @@ fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let config = match load(&args.config) {
+    let config = match load(&args.config, &process_env) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let shutdown = match install_shutdown() {
+    let stopping = if args.dry_run {
+        "flushing and closing the Kafka clients (a dry run commits nothing)"
+    } else {
+        "flushing, committing offsets and closing the Kafka clients"
+    };
+    let shutdown = match install_shutdown(stopping) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -255,39 +269,43 @@ fn run(args: RunArgs) -> ExitCode {
 
 /// SIGTERM and SIGINT stop the work; the process is gone 10 s later whatever happens (a margin
 /// is left for the exit itself).
-fn install_shutdown() -> Result<Shutdown, ExitCode> {
-    Shutdown::install(Duration::from_millis(9_500)).map_err(|e| {
+fn install_shutdown(stopping: &'static str) -> Result<Shutdown, ExitCode> {
+    Shutdown::install(Duration::from_millis(9_500), stopping).map_err(|e| {
         eprintln!("cannot install signal handlers: {e}");
         ExitCode::FAILURE
     })
 }
 
 fn check_config(args: ConfigArg) -> ExitCode {
-    match load(&args) {
+    match load(&args, &process_env) {
         Ok(config) => {
-            print!("{}", config.redacted_yaml());
-            println!("# configuration is valid");
+            out!("{}# configuration is valid", config.redacted_yaml());
             ExitCode::SUCCESS
         }
         Err(code) => code,
     }
 }
 
+/// The environment of commands that use only the destination and the mapping rules (`demo`,
+/// `assets`): a variable that is not set stands for itself (`${VAR}`), since they use none of
+/// the settings (brokers, credentials) such variables usually hold.
+fn mapping_only_env(name: &str) -> Option<String> {
+    process_env(name).or_else(|| Some(format!("${{{name}}}")))
+}
+
 fn run_demo(args: DemoArgs) -> ExitCode {
-    // The user's configuration only supplies the destination and mapping rules; without one the
-    // demo still runs, to DD_DOGSTATSD_URL or udp://127.0.0.1:8125.
-    let has_config = args.config.config.is_some()
-        || std::path::Path::new(algorithmia_datadog::config::DEFAULT_CONFIG_PATH).exists();
-    let base = if has_config {
-        match load(&args.config) {
+    // The demo needs nothing but itself: `./conf.d/algorithmia.yaml` is not read. With
+    // `--config`, only its destination and mapping rules are used, so a `${VAR}` it names for
+    // something else (a Kafka password) need not be set.
+    let base = match &args.config.config {
+        Some(_) => match load(&args.config, &mapping_only_env) {
             Ok(c) => Some(c),
             Err(code) => return code,
-        }
-    } else {
-        None
+        },
+        None => None,
     };
     // SIGINT or SIGTERM ends the demo early, with the summary of what it did so far.
-    let shutdown = match install_shutdown() {
+    let shutdown = match install_shutdown("flushing and closing the embedded Kafka") {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -300,7 +318,7 @@ fn run_demo(args: DemoArgs) -> ExitCode {
     );
     match report {
         Ok(report) => {
-            println!("{report}");
+            out!("{report}");
             ExitCode::SUCCESS
         }
         Err(demo::DemoError::Config(e)) => {
@@ -321,9 +339,12 @@ fn optional_config(path: Option<&PathBuf>) -> Result<Option<Config>, ExitCode> {
     if path.is_none() && !default.exists() {
         return Ok(None);
     }
-    load(&ConfigArg {
-        config: path.cloned(),
-    })
+    load(
+        &ConfigArg {
+            config: path.cloned(),
+        },
+        &mapping_only_env,
+    )
     .map(Some)
 }
 
@@ -339,7 +360,7 @@ fn report(result: Result<Vec<assets::Outcome>, assets::AssetsError>, command: &s
     match result {
         Ok(outcomes) => {
             for outcome in &outcomes {
-                println!("{outcome}");
+                out!("{outcome}");
             }
             if assets::any_kept(&outcomes) {
                 eprintln!(
@@ -388,7 +409,7 @@ fn generated(model: &ModelArgs, monitors: &[assets::Generated], command: &str) -
         };
         return match shown {
             Ok(text) => {
-                println!("{text}");
+                out!("{text}");
                 ExitCode::SUCCESS
             }
             Err(e) => bad_arguments(&e.to_string()),

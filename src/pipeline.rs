@@ -25,8 +25,8 @@ use crate::forwarder::Forwarder;
 use crate::metrics::MetricMapper;
 use crate::probes::{Check, ProbeServer};
 use crate::sink::{
-    open_transport, DogStatsdSink, OneByOne, SendDatagrams, StdoutMetricSink, TeeMetricSink,
-    Transport,
+    open_transport, stdout_closed, DogStatsdSink, OneByOne, SendDatagrams, StdoutMetricSink,
+    TeeMetricSink, Transport,
 };
 use crate::source::{client_config, OnRevoke, SourceContext};
 use crate::telemetry::{spawn_reporter, Counters, Reporter, Snapshot};
@@ -498,6 +498,11 @@ fn consume(
     loop {
         if options.stop.load(Ordering::Relaxed) || reached_max() {
             // The shutdown flushes what is left.
+            return Ok(());
+        }
+        if options.output == Output::Print && stdout_closed() {
+            // `run --dry-run | head`: no one reads any more, and a dry run commits nothing.
+            log::info!("dry run: standard output closed, stopping");
             return Ok(());
         }
         // The clock is read only when a deadline needs it: this runs once per message.

@@ -5,7 +5,7 @@
 //! use std::time::Duration;
 //! use algorithmia_datadog::Shutdown;
 //!
-//! let shutdown = Shutdown::install(Duration::from_millis(9500)).unwrap();
+//! let shutdown = Shutdown::install(Duration::from_millis(9500), "flushing and closing").unwrap();
 //! // ... hand shutdown.flag() to the pipeline ...
 //! # let _ = shutdown;
 //! ```
@@ -26,7 +26,9 @@ impl Shutdown {
     /// Registers SIGTERM and SIGINT, and a watchdog that exits the process with code 0 once
     /// `hard_deadline` has passed since the first signal: the daemon promises to stop within
     /// 10 seconds even if librdkafka hangs.
-    pub fn install(hard_deadline: Duration) -> io::Result<Shutdown> {
+    /// `stopping` says, in the one log line a signal brings, what stopping does (a dry run
+    /// commits nothing, so it must not say it commits).
+    pub fn install(hard_deadline: Duration, stopping: &'static str) -> io::Result<Shutdown> {
         let flag = Arc::new(AtomicBool::new(false));
         // Set by signals only: a stop raised by a failing instance must not be turned into an
         // exit code 0 by the watchdog.
@@ -44,7 +46,7 @@ impl Shutdown {
                 while !watched.load(Ordering::Relaxed) {
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                log::info!("stopping: flushing, committing offsets and closing the Kafka clients");
+                log::info!("stopping: {stopping}");
                 let started = Instant::now();
                 std::thread::sleep(hard_deadline);
                 log::error!(

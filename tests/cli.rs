@@ -621,3 +621,172 @@ fn a_dry_runs_self_metrics_name_the_group_it_is_in() {
         "{consumed}"
     );
 }
+
+// ---- standard output whose reader goes away, and the demo's independence ----------------------
+
+/// Waits up to `limit` for `child` to exit; kills it and fails if it does not.
+fn exits_within(child: &mut Child, limit: Duration) -> Option<i32> {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running {limit:?} after its reader went away");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The log of a finished child whose standard error was piped.
+fn log_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut log = String::new();
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut log);
+    }
+    log
+}
+
+#[test]
+fn a_dry_run_whose_reader_goes_away_stops_quietly_with_exit_0() {
+    let (kafka, topic) = kafka_with_topic(1);
+    kafka
+        .produce(&topic, (0..2_000).map(|i| insights_message(i as u64)))
+        .unwrap();
+    let (_agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "dry.yaml",
+        &config_yaml(kafka.bootstrap_servers(), &topic, &url),
+    );
+    // `run --dry-run | head -3`.
+    let mut child = forwarder(&dir)
+        .args(["run", "--dry-run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let lines: Vec<String> = std::io::BufReader::new(stdout)
+            .lines()
+            .take(3)
+            .map_while(Result::ok)
+            .collect();
+        Some(Ok::<_, std::io::Error>(lines))
+    });
+    let lines = wait_for(reader, Duration::from_secs(20)).expect("three lines");
+    assert_eq!(lines.len(), 3);
+    let code = exits_within(&mut child, Duration::from_secs(15));
+    let log = log_of(&mut child);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("standard output closed"), "{log}");
+    assert!(!log.contains("refuses data"), "not an outage: {log}");
+    assert!(!log.contains(" WARN ") && !log.contains(" ERROR "), "{log}");
+}
+
+#[test]
+fn demo_print_into_a_closed_pipe_ends_quietly_with_exit_0() {
+    let dir = scratch_dir();
+    let (agent, url) = udp_agent();
+    let drained = std::thread::spawn(move || drain(&agent, Duration::from_secs(3)));
+    // `demo --print | head -1`.
+    let mut child = forwarder(&dir)
+        .args(["demo", "--print", "--messages", "2000"])
+        .env("DD_DOGSTATSD_URL", &url)
+        .env("RUST_BACKTRACE", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).lines().next()
+    });
+    assert!(wait_for(reader, Duration::from_secs(20)).is_some());
+    let code = exits_within(&mut child, Duration::from_secs(30));
+    let log = log_of(&mut child);
+    assert_eq!(code, Some(0), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    // The demo still delivered to the Agent what it forwarded.
+    assert!(!drained.join().unwrap().is_empty());
+}
+
+#[test]
+fn the_demo_ignores_the_directory_s_configuration_and_its_unset_variables() {
+    let dir = scratch_dir();
+    std::fs::create_dir_all(dir.join("conf.d")).unwrap();
+    let production = "instances:\n  - kafka_broker: \"kafka.example.com:9093\"\n    kafka_topic: insights\n    security_protocol: SASL_SSL\n    sasl_mechanism: SCRAM-SHA-512\n    sasl_username: algorithmia\n    sasl_password: ${KAFKA_PASSWORD}\n    distribution_metrics: [duration_milliseconds]\n";
+    let path = write(&dir.join("conf.d"), "algorithmia.yaml", production);
+    let (agent, url) = udp_agent();
+    let drained = std::thread::spawn(move || drain(&agent, Duration::from_secs(3)));
+    // In the directory, without --config: the file is not read.
+    let output = forwarder(&dir)
+        .args(["demo", "--messages", "500"])
+        .env("DD_DOGSTATSD_URL", &url)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("500 consumed of 500 produced"), "{stdout}");
+    let lines = drained.join().unwrap();
+    assert!(
+        !lines.iter().any(|l| l.contains("|d")),
+        "the directory's distribution_metrics were not used: {lines:?}"
+    );
+
+    // With --config: its mapping rules apply, its unset ${KAFKA_PASSWORD} does not matter.
+    let (agent, url) = udp_agent();
+    let drained = std::thread::spawn(move || drain(&agent, Duration::from_secs(3)));
+    let output = forwarder(&dir)
+        .args(["demo", "--messages", "500", "--config"])
+        .arg(&path)
+        .env("DD_DOGSTATSD_URL", &url)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("500 consumed of 500 produced"), "{stdout}");
+    let lines = drained.join().unwrap();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("algorithmia.duration_milliseconds:") && l.contains("|d")),
+        "the given file's distribution_metrics apply: {lines:?}"
+    );
+}
+
+#[test]
+fn a_dry_run_does_not_say_it_commits_when_it_stops() {
+    let (kafka, topic) = kafka_with_topic(1);
+    let (_agent, url) = udp_agent();
+    let dir = scratch_dir();
+    let path = write(
+        &dir,
+        "dry.yaml",
+        &config_yaml(kafka.bootstrap_servers(), &topic, &url),
+    );
+    let mut cmd = forwarder(&dir);
+    cmd.args(["run", "--dry-run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info");
+    let watched = Watched::start(cmd);
+    assert!(watched.wait_for_log("consuming", Duration::from_secs(15)));
+    let (code, _, log) = watched.stop();
+    assert_eq!(code, Some(0), "{log:#?}");
+    let stopping = log
+        .iter()
+        .find(|l| l.contains("stopping:"))
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert!(
+        !stopping.contains("committing") && stopping.contains("commits nothing"),
+        "{stopping}"
+    );
+}

@@ -44,7 +44,7 @@ mod udp;
 mod unix;
 
 pub use packed::{Packed, BATCH};
-pub use stdout::{StdoutMetricSink, TeeMetricSink};
+pub use stdout::{stdout_closed, StdoutMetricSink, TeeMetricSink};
 pub use transport::{open_transport, OneByOne, SendDatagrams, Transport};
 pub use udp::UdpDestination;
 
