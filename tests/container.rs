@@ -68,11 +68,9 @@ fn image() -> Duration {
             .arg(repo().join("deploy/image/build.sh"))
             .arg(IMAGE)
             .current_dir(repo())
-            // A target directory of its own: `cargo test` holds the lock of its own.
-            .env(
-                "CARGO_TARGET_DIR",
-                Path::new(env!("CARGO_TARGET_TMPDIR")).join("image"),
-            )
+            // The workspace's target directory, as the README's command uses: the release
+            // profile's build lock is not the test profile's, and a later `cargo build
+            // --release` (the install test, the benchmark) finds the build done.
             .output()
             .map_err(|e| format!("cannot run deploy/image/build.sh: {e}"))?;
         if !output.status.success() {
