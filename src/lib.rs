@@ -24,7 +24,8 @@
 //! made per message.
 //!
 //! [`embedded`] and [`demo`] run the same pipeline against an in-process Kafka; [`assets`]
-//! installs the bundled dashboard and monitors through the Datadog API.
+//! installs the bundled dashboard and monitors through the Datadog API; [`discover`] reads the
+//! newest messages of a topic, read-only, and says what the models publish.
 
 #![warn(missing_docs)]
 
@@ -33,6 +34,7 @@ pub mod assets;
 pub mod config;
 mod decode;
 pub mod demo;
+pub mod discover;
 mod dogstatsd;
 /// librdkafka's mock cluster in-process, for the demo, the tests and the benches: unsafe FFI,
 /// not an interface.

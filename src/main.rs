@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use algorithmia_datadog::config::{process_env, Config, ConfigSource, EnvLookup};
-use algorithmia_datadog::{assets, demo, validate_client_config, Output, RunOptions, Shutdown};
+use algorithmia_datadog::{
+    assets, demo, discover, validate_client_config, Output, RunOptions, Shutdown,
+};
 
 /// Exit code for a configuration that cannot be used.
 const EXIT_CONFIG: u8 = 2;
@@ -32,6 +34,9 @@ enum Command {
     CheckConfig(ConfigArg),
     /// Forward realistic sample messages from an embedded Kafka to the configured Agent.
     Demo(DemoArgs),
+    /// Read the newest messages of the topic (read-only: no group joined, nothing committed) and
+    /// say what the models publish, with a configuration and the drift monitors to suggest.
+    Discover(DiscoverArgs),
     /// Manage the bundled Datadog dashboard and monitors.
     #[command(subcommand)]
     Assets(AssetsCommand),
@@ -174,6 +179,52 @@ struct DemoArgs {
     print: bool,
 }
 
+#[derive(Args, Clone)]
+struct DiscoverArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// How many of the newest messages to read, spread over the topic's partitions.
+    #[arg(long, default_value_t = discover::DEFAULT_MESSAGES, value_parser = clap::value_parser!(u64).range(1..))]
+    messages: u64,
+    /// Which of the configuration's instances (its topic, brokers and mapping rules).
+    #[arg(long, default_value_t = 0)]
+    instance: usize,
+    /// Give up after this long: 30s, 2m, 500ms.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// text for a terminal, json for scripts.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// `500ms`, `30s`, `2m`, or a number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (30s, 2m, 500ms)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("`{text}`: the unit is ms, s or m")),
+    };
+    if !(seconds > 0.0 && seconds <= 86_400.0) {
+        return Err(format!("`{text}`: between 1ms and 24h"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
@@ -181,6 +232,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::CheckConfig(args) => check_config(args),
         Command::Demo(args) => run_demo(args),
+        Command::Discover(args) => run_discover(&args),
         Command::Assets(AssetsCommand::Install(args)) => install_assets(&args),
         Command::Assets(AssetsCommand::Compare(args)) => compare(&args),
         Command::Assets(AssetsCommand::Drift(args)) => drift(&args),
@@ -501,4 +553,52 @@ fn drift(args: &DriftArgs) -> ExitCode {
         Ok(monitors) => generated(&args.model, &monitors, "drift"),
         Err(e) => bad_arguments(&e),
     }
+}
+
+fn run_discover(args: &DiscoverArgs) -> ExitCode {
+    let config = match load(&args.config, &process_env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(instance) = config.instances.get(args.instance) else {
+        eprintln!(
+            "configuration error: {}: --instance {}: the configuration has {} instance(s), numbered from 0",
+            config.origin,
+            args.instance,
+            config.instances.len()
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let options = discover::ReadOptions {
+        messages: args.messages,
+        timeout: args.timeout,
+    };
+    let mut discovery = discover::Discovery::new(&config.metric_prefix, instance);
+    let read = match discover::read_tail(instance, &options, &mut discovery) {
+        Ok(read) => read,
+        Err(e) => {
+            eprintln!("discover failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let path = args.config.config.as_ref().map(|p| p.display().to_string());
+    let report = discovery.report(Some(&read), path.as_deref());
+    match args.format {
+        Format::Text => out!("{report}"),
+        Format::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => out!("{json}"),
+            Err(e) => {
+                eprintln!("discover failed: cannot write JSON: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    }
+    if read.timed_out && read.read == 0 {
+        eprintln!(
+            "discover: no message read within {} s",
+            args.timeout.as_secs_f64()
+        );
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }

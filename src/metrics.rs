@@ -68,7 +68,7 @@ struct FieldRule {
 
 /// What becomes of a field's value.
 #[derive(Debug, Clone)]
-enum Action {
+pub(crate) enum Action {
     /// Never a metric, not counted as skipped.
     Operational,
     /// Skipped for a reason of its name, once its value is a number.
@@ -396,7 +396,7 @@ impl MetricMapper {
         }
     }
 
-    fn action_for(&mut self, field_name: &str) -> Action {
+    pub(crate) fn action_for(&mut self, field_name: &str) -> Action {
         if self.operational_fields.iter().any(|f| f == field_name) {
             return Action::Operational;
         }
@@ -479,7 +479,7 @@ impl MetricMapper {
         }
     }
 
-    fn value_of(&self, value: &FieldValue<'_>) -> Result<Value, SkipReason> {
+    pub(crate) fn value_of(&self, value: &FieldValue<'_>) -> Result<Value, SkipReason> {
         match value {
             FieldValue::UInt(v) => Ok(Value::UInt(*v)),
             FieldValue::Int(v) => Ok(Value::Int(*v)),
@@ -550,7 +550,7 @@ impl<F: FnMut(&str) -> Result<(), E>, E> PointSink for EachPointLines<F, E> {
     }
 }
 
-fn parse_numeric_string(s: &str) -> Result<Value, SkipReason> {
+pub(crate) fn parse_numeric_string(s: &str) -> Result<Value, SkipReason> {
     let s = s.trim();
     if let Ok(v) = s.parse::<u64>() {
         return Ok(Value::UInt(v));

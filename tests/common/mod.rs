@@ -247,9 +247,14 @@ pub const SEQ_AS_DISTRIBUTION: &str = "    distribution_metrics: [seq]\n";
 
 /// The offsets `group` committed for the first `partitions` partitions of `topic` (-1: none).
 pub fn committed(kafka: &EmbeddedKafka, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    committed_on(kafka.bootstrap_servers(), group, topic, partitions)
+}
+
+/// Like [`committed`], on any broker.
+pub fn committed_on(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let consumer: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .create()
         .expect("a consumer to read commits");
