@@ -51,6 +51,64 @@ fn a_bad_configuration_exits_2_naming_the_file_and_the_key() {
     assert_eq!(code, Some(2));
 }
 
+/// Runs `check-config` on `yaml`, which must be refused with exit code 2 and nothing on standard
+/// output: the file's path and standard error.
+fn refused_by_check_config(name: &str, yaml: &str) -> (String, String) {
+    let (dir, path) = config_file(name, yaml);
+    let (code, stdout, stderr) = run_with_config(&dir, "check-config", &path);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    (path.display().to_string(), stderr)
+}
+
+#[test]
+fn check_config_reports_every_mistake_in_the_file_at_once() {
+    let (file, stderr) = refused_by_check_config(
+        "three.yaml",
+        "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n    agregation_interval: 5\n    commit_interval_ms: 5\n  - kafka_broker: k:9092\n    kafka_topic: \"\"\n",
+    );
+    let expected = [
+        format!("configuration error: {file}: instances[0].agregation_interval: unknown field"),
+        format!("{file}: instances[0].commit_interval_ms: must be between 100 and 60000"),
+        format!("{file}: instances[1].kafka_topic: must not be empty"),
+    ];
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, expected) in lines.iter().zip(&expected) {
+        assert!(
+            line.starts_with(expected.as_str()),
+            "{line:?} is not {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn a_misspelled_key_is_answered_with_did_you_mean() {
+    let (_, stderr) = refused_by_check_config(
+        "typo.yaml",
+        "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n    agregation_interval: 5\n",
+    );
+    assert!(
+        stderr.contains("typo.yaml: instances[0].agregation_interval: unknown field `agregation_interval`, did you mean `aggregation_interval`?"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("expected one of"), "{stderr}");
+}
+
+#[test]
+fn a_far_off_key_lists_the_valid_keys() {
+    let (_, stderr) = refused_by_check_config(
+        "far.yaml",
+        "instances:\n  - kafka_broker: k:9092\n    kafka_topic: t\n    colour: blue\n",
+    );
+    assert!(
+        stderr.contains("far.yaml: instances[0].colour: unknown field `colour`, expected one of `kafka_broker`, `kafka_topic`,"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("`aggregation_interval`"), "{stderr}");
+    assert!(!stderr.contains("did you mean"), "{stderr}");
+}
+
 #[test]
 fn an_unknown_librdkafka_property_is_a_configuration_error() {
     let (dir, path) = config_file(

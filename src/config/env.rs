@@ -1,7 +1,7 @@
 //! The environment: `${VAR}` in the file, the Python script's variables, and the Agent's
 //! `DD_*` variables.
 
-use super::raw::{named_place, Brokers, RawFile, RawInstance};
+use super::raw::{child_place, named_place, Brokers, Parts, RawInit, RawInstance, Read};
 use super::secrets::is_secret_path;
 use super::settings::Destination;
 use super::{Config, ConfigError, DEFAULT_CONFIG_PATH, DEFAULT_DOGSTATSD};
@@ -45,11 +45,12 @@ impl Config {
             consumer_group: env("KAFKA_GROUP"),
             ..RawInstance::default()
         };
-        let raw = RawFile {
-            init_config: None,
-            instances: vec![instance],
+        let parts = Parts {
+            init: Read::whole(RawInit::default()),
+            instances: vec![Some(Read::whole(instance))],
+            instances_unreadable: false,
         };
-        Config::validate(raw, origin, env)
+        Config::validate(parts, origin, env, Vec::new())
     }
 }
 
@@ -93,54 +94,49 @@ pub(super) fn port_without_host(env: EnvLookup<'_>, used: &Destination) -> Optio
     ))
 }
 
-/// Replaces `${VAR}` in every string of the document; `$$` stands for a literal `$`.
+/// Replaces `${VAR}` in every string of the document; `$$` stands for a literal `$`. Each string
+/// that cannot be expanded is a problem added to `problems`, and left as it was.
 pub(super) fn expand_env(
     value: &mut serde_yaml::Value,
     path: &str,
     origin: &str,
     env: EnvLookup<'_>,
-) -> Result<(), ConfigError> {
+    problems: &mut Vec<ConfigError>,
+) {
     use serde_yaml::Value;
     match value {
         Value::String(s) => {
             if s.contains('$') {
-                *s = expand_string(s, env).map_err(|problem| {
-                    let key = named_place(path);
-                    // A secret's text is never quoted, unless it is nothing but `${VAR}`: then
-                    // the name is no part of the secret, and the one thing worth saying.
-                    let lone_reference = s
-                        .strip_prefix("${")
-                        .and_then(|rest| rest.strip_suffix('}'))
-                        .is_some_and(|name| !name.contains(['{', '}', '$']));
-                    let quote = lone_reference || !is_secret_path(path);
-                    ConfigError::new(origin, key, problem.reason(quote))
-                })?;
+                match expand_string(s, env) {
+                    Ok(expanded) => *s = expanded,
+                    Err(problem) => {
+                        let key = named_place(path);
+                        // A secret's text is never quoted, unless it is nothing but `${VAR}`:
+                        // then the name is no part of the secret, and the one thing worth
+                        // saying.
+                        let lone_reference = s
+                            .strip_prefix("${")
+                            .and_then(|rest| rest.strip_suffix('}'))
+                            .is_some_and(|name| !name.contains(['{', '}', '$']));
+                        let quote = lone_reference || !is_secret_path(path);
+                        problems.push(ConfigError::new(origin, key, problem.reason(quote)));
+                    }
+                }
             }
         }
         Value::Sequence(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand_env(item, &format!("{path}[{i}]"), origin, env)?;
+                expand_env(item, &format!("{path}[{i}]"), origin, env, problems);
             }
         }
         Value::Mapping(map) => {
             for (k, v) in map.iter_mut() {
-                let name = match k.as_str() {
-                    Some("") => "\"\"".to_string(),
-                    Some(name) => name.to_string(),
-                    None => format!("{k:?}"),
-                };
-                let child = if path.is_empty() {
-                    name
-                } else {
-                    format!("{path}.{name}")
-                };
-                expand_env(v, &child, origin, env)?;
+                expand_env(v, &child_place(path, k), origin, env, problems);
             }
         }
-        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, origin, env)?,
+        Value::Tagged(tagged) => expand_env(&mut tagged.value, path, origin, env, problems),
         Value::Null | Value::Bool(_) | Value::Number(_) => {}
     }
-    Ok(())
 }
 
 /// Why a string's `${VAR}` references cannot be expanded.

@@ -23,6 +23,7 @@ mod env;
 mod raw;
 mod secrets;
 mod settings;
+mod suggest;
 mod validate;
 
 pub use env::{process_env, EnvLookup};
@@ -63,6 +64,11 @@ pub const DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND: u32 = 2_000;
 pub const DEFAULT_DOGSTATSD: &str = "udp://127.0.0.1:8125";
 
 /// A configuration that cannot be used, with the place and the reason.
+///
+/// A file with several mistakes gives one error for all of them: `origin`, `key` and the first
+/// line of `reason` are the first mistake's, and each other mistake follows in `reason` on a line
+/// of its own, as `file: key: reason`. Printed, it is one mistake a line: a control character
+/// in a reason (a line break in a quoted value) is written escaped, as `\n`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{origin}: {key}: {reason}")]
 pub struct ConfigError {
@@ -82,6 +88,50 @@ impl ConfigError {
             reason: reason.into(),
         }
     }
+}
+
+/// Every problem found, as one error ([`ConfigError`] says how); `None` when there is none.
+///
+/// They are ordered by place, the document's own first, then `init_config`'s, then each
+/// instance's in turn; problems at one place keep the order they were found in.
+fn gather(mut problems: Vec<ConfigError>) -> Option<ConfigError> {
+    fn rank(key: &str) -> (u8, usize) {
+        if let Some(rest) = key.strip_prefix("instances[") {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            (2, rest[..digits].parse().unwrap_or(usize::MAX))
+        } else if key.starts_with("init_config") {
+            (1, 0)
+        } else {
+            (0, 0)
+        }
+    }
+    problems.sort_by_key(|p| rank(&p.key));
+    // A reason quoting a value that holds a line break would make its rest look like another
+    // mistake: every control character is written escaped (`\n`).
+    for problem in &mut problems {
+        if problem.reason.contains(char::is_control) {
+            problem.reason = problem
+                .reason
+                .chars()
+                .map(|c| {
+                    if c.is_control() {
+                        c.escape_default().to_string()
+                    } else {
+                        c.to_string()
+                    }
+                })
+                .collect();
+        }
+    }
+    let mut problems = problems.into_iter();
+    let mut first = problems.next()?;
+    for other in problems {
+        first.reason.push('\n');
+        first.reason.push_str(&other.to_string());
+    }
+    Some(first)
 }
 
 /// The whole validated configuration.

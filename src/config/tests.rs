@@ -1,5 +1,6 @@
 //! Every configuration rule, and every way a configuration is rejected.
 
+use super::raw::Part;
 use super::*;
 use std::collections::HashMap;
 
@@ -673,4 +674,293 @@ fn distributions_are_packed_and_udp_is_paced_unless_told_otherwise() {
         let key = bad.split(':').next().unwrap();
         assert!(e.to_string().contains(key), "{bad}: {e}");
     }
+}
+
+// ---- every mistake at once, and what an unknown key was meant to be -----------------------------
+
+/// Every line of an error: one mistake each.
+fn lines(e: &ConfigError) -> Vec<String> {
+    e.to_string().lines().map(String::from).collect()
+}
+
+#[test]
+fn the_distance_counts_insertions_deletions_substitutions_and_swaps() {
+    use super::suggest::distance;
+    assert_eq!(distance("", ""), 0);
+    assert_eq!(distance("tags", "tags"), 0);
+    assert_eq!(distance("", "tags"), 4);
+    assert_eq!(distance("tags", ""), 4);
+    assert_eq!(distance("kitten", "sitting"), 3);
+    assert_eq!(distance("agregation_interval", "aggregation_interval"), 1);
+    assert_eq!(distance("kafka_topik", "kafka_topic"), 1);
+    assert_eq!(
+        distance("kafak_topic", "kafka_topic"),
+        1,
+        "a swap is one edit"
+    );
+    assert_eq!(distance("ca", "abc"), 3, "no substring edited twice");
+    assert_eq!(distance("café", "cafe"), 1, "characters, not bytes");
+    assert_eq!(
+        distance("sasl_usrename", "sasl_username"),
+        distance("sasl_username", "sasl_usrename")
+    );
+}
+
+#[test]
+fn a_suggestion_is_made_only_for_a_close_key() {
+    use super::suggest::meant;
+    let keys = Part::Instance.keys();
+    for (typed, expected) in [
+        ("agregation_interval", "aggregation_interval"),
+        ("aggregation_intervall", "aggregation_interval"),
+        ("Booleans", "booleans"),
+        ("KAFKA_TOPIC", "kafka_topic"),
+        ("kafka-topic", "kafka_topic"),
+        ("max-contexts", "max_contexts"),
+        ("comit_interval", "commit_interval_ms"),
+        ("topic", "kafka_topic"),
+        ("brokers", "kafka_broker"),
+        ("password", "sasl_password"),
+    ] {
+        assert_eq!(meant(typed, keys), [expected], "{typed}");
+    }
+    for typed in ["colour", "x", "ta", "kafka", "brokerage_fee"] {
+        assert_eq!(meant(typed, keys), Vec::<&str>::new(), "{typed}");
+    }
+    // Several at the same distance are all named; more than three help nobody.
+    assert_eq!(
+        meant("metrics", keys),
+        ["include_metrics", "exclude_metrics", "distribution_metrics"]
+    );
+}
+
+#[test]
+fn the_key_lists_are_the_structs_own() {
+    // Derived from the structs' serde field names: one list, which cannot drift from them.
+    assert_eq!(Part::File.keys(), ["init_config", "instances"]);
+    assert_eq!(
+        Part::Init.keys(),
+        [
+            "dogstatsd_url",
+            "metric_prefix",
+            "health_address",
+            "health_stall_seconds",
+            "packed_distributions",
+            "udp_max_datagrams_per_second",
+            "tags"
+        ]
+    );
+    let instance = Part::Instance.keys();
+    assert_eq!(instance.len(), 23, "{instance:?}");
+    assert_eq!(instance[0], "kafka_broker");
+    assert_eq!(instance[22], "kafka_options");
+    // Each of them is accepted in an instance, and nothing else is.
+    for key in instance {
+        let yaml = format!("instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    {key}: 0\n");
+        if let Err(e) = load(&yaml) {
+            assert!(!e.reason.contains("unknown field"), "{key}: {e}");
+        }
+    }
+    assert!(rejected(&format!("{MINIMAL}    kafka_topics: t\n"))
+        .reason
+        .contains("unknown field"));
+}
+
+#[test]
+fn a_misspelled_key_is_answered_with_the_key_it_was_meant_to_be() {
+    let e = rejected(&format!("{MINIMAL}    agregation_interval: 5\n"));
+    assert_eq!(e.key, "instances[0].agregation_interval");
+    assert_eq!(
+        e.reason,
+        "unknown field `agregation_interval`, did you mean `aggregation_interval`?"
+    );
+    let e = rejected(&format!("init_config:\n  Metric-Prefix: a\n{MINIMAL}"));
+    assert_eq!(e.key, "init_config.Metric-Prefix");
+    assert!(e.reason.ends_with("did you mean `metric_prefix`?"), "{e}");
+    let e = rejected(&format!("instance:\n  - kafka_broker: a:1\n{MINIMAL}"));
+    assert_eq!(e.key, "instance");
+    assert!(e.reason.ends_with("did you mean `instances`?"), "{e}");
+}
+
+#[test]
+fn a_far_off_key_lists_the_valid_keys() {
+    let e = rejected(&format!("{MINIMAL}    colour: blue\n"));
+    assert_eq!(e.key, "instances[0].colour");
+    assert!(!e.reason.contains("did you mean"), "{e}");
+    let listed = e
+        .reason
+        .strip_prefix("unknown field `colour`, expected one of ")
+        .unwrap_or_else(|| panic!("{e}"));
+    let expected: Vec<String> = Part::Instance
+        .keys()
+        .iter()
+        .map(|k| format!("`{k}`"))
+        .collect();
+    assert_eq!(listed, expected.join(", "));
+}
+
+#[test]
+fn a_key_of_another_part_is_said_to_belong_there() {
+    for (yaml, reason) in [
+        (
+            format!("{MINIMAL}    metric_prefix: ml\n"),
+            "unknown field `metric_prefix` here: it belongs under `init_config`",
+        ),
+        (
+            format!("init_config:\n  kafka_topic: t\n{MINIMAL}"),
+            "unknown field `kafka_topic` here: it belongs in an entry of `instances`",
+        ),
+        (
+            format!("{MINIMAL}    metric_prefx: ml\n"),
+            "unknown field `metric_prefx`, did you mean `metric_prefix` (which belongs under `init_config`)?",
+        ),
+        (
+            format!("{MINIMAL}    fetch.min.bytes: 1\n"),
+            "unknown field `fetch.min.bytes`: a librdkafka property goes under `kafka_options`",
+        ),
+    ] {
+        assert_eq!(rejected(&yaml).reason, reason, "{yaml}");
+    }
+}
+
+#[test]
+fn every_mistake_in_the_file_is_reported_at_once() {
+    let yaml = "\
+init_config:
+  metric_prefx: ml
+  tags: [\"a,b\"]
+instances:
+  - kafka_broker: k1:9092
+    kafka_topic: insights
+    agregation_interval: 5
+    commit_interval_ms: 5
+    booleans: maybe
+  - kafka_broker: localhost
+    kafka_topic: ${NOPE}
+    colour: blue
+    max_contexts: 0
+";
+    let e = rejected(yaml);
+    let lines = lines(&e);
+    let expected = [
+        "init_config.metric_prefx: unknown field `metric_prefx`, did you mean `metric_prefix`?",
+        "init_config.tags[0]: `a,b` contains ',', which DogStatsD treats as a separator",
+        "instances[0].agregation_interval: unknown field `agregation_interval`, did you mean `aggregation_interval`?",
+        "instances[0].booleans: invalid type: string \"maybe\", expected a boolean",
+        "instances[0].commit_interval_ms: must be between 100 and 60000 (milliseconds), not 5",
+        "instances[1].kafka_topic: environment variable NOPE is not set",
+        "instances[1].colour: unknown field `colour`, expected one of",
+        "instances[1].kafka_broker: `localhost` is not host:port",
+        "instances[1].max_contexts: must be at least 1",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{e}");
+    for (line, expected) in lines.iter().zip(expected) {
+        assert!(
+            line.starts_with(&format!("algorithmia.yaml: {expected}")),
+            "{line:?} is not {expected:?}:\n{e}"
+        );
+    }
+    // The first mistake is the error's own key and reason; the others follow its first line.
+    assert_eq!(e.key, "init_config.metric_prefx");
+    assert_eq!(e.origin, "algorithmia.yaml");
+    let first = lines[0].strip_prefix("algorithmia.yaml: init_config.metric_prefx: ");
+    assert_eq!(e.reason.lines().next(), first);
+}
+
+#[test]
+fn a_type_error_in_one_instance_hides_none_in_another() {
+    let yaml = "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    tags: team:ml\n  - kafka_broker: [b:1]\n    kafka_topic: t\n    start_offset: middle\n  - kafka_broker: c:1\n    kafka_topic: t\n    numeric_strings: 3\n";
+    let keys: Vec<String> = lines(&rejected(yaml))
+        .iter()
+        .map(|l| l.split(": ").nth(1).unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "instances[0].tags",
+            "instances[1].start_offset",
+            "instances[2].numeric_strings"
+        ]
+    );
+}
+
+#[test]
+fn a_setting_that_cannot_be_read_is_reported_once() {
+    // Not also as missing, empty, or as what its default would make of the settings around it.
+    let sasl = [
+        "kafka_broker: a:1",
+        "kafka_topic: t",
+        "security_protocol: SASL_SSL",
+        "sasl_mechanism: PLAIN",
+        "sasl_username: u",
+        "sasl_password: p",
+    ];
+    for (setting, key) in [
+        ("kafka_topic: [t]", "instances[0].kafka_topic"),
+        ("kafka_topic: ${NOPE}", "instances[0].kafka_topic"),
+        ("kafka_broker: {a: 1}", "instances[0].kafka_broker"),
+        ("security_protocol: TLS", "instances[0].security_protocol"),
+        ("sasl_password: ${NOPE}", "instances[0].sasl_password"),
+    ] {
+        let name = setting.split(':').next().unwrap_or_default();
+        let settings: Vec<&str> = sasl
+            .iter()
+            .map(|s| {
+                if s.split(':').next() == Some(name) {
+                    setting
+                } else {
+                    s
+                }
+            })
+            .collect();
+        let e = rejected(&format!("instances:\n  - {}\n", settings.join("\n    ")));
+        assert_eq!(lines(&e).len(), 1, "{setting}:\n{e}");
+        assert_eq!(e.key, key, "{setting}");
+    }
+    // A required key left out is said to be missing, once, and the rest is still checked.
+    let e = rejected("instances:\n  - kafka_topic: t\n    max_contexts: 0\n");
+    assert_eq!(e.key, "instances[0]");
+    assert_eq!(
+        e.reason.lines().next(),
+        Some("missing field `kafka_broker`")
+    );
+    assert_eq!(lines(&e).len(), 2, "{e}");
+    assert!(lines(&e)[1].contains("instances[0].max_contexts"), "{e}");
+    // A destination that cannot be read is not replaced by the environment's, and the checks
+    // that depend on it are not made.
+    let e = load_with(
+        &format!("init_config:\n  dogstatsd_url: [x]\n{MINIMAL}"),
+        &[("DD_DOGSTATSD_URL", "nonsense")],
+    )
+    .unwrap_err();
+    assert_eq!(lines(&e).len(), 1, "{e}");
+    assert_eq!(e.key, "init_config.dogstatsd_url");
+}
+
+#[test]
+fn secrets_stay_hidden_among_many_mistakes() {
+    let yaml = "instances:\n  - kafka_broker: a:1\n    kafka_topic: t\n    security_protocol: SASL_SSL\n    sasl_mechanism: PLAIN\n    sasl_username: u\n    sasl_password: 12345678\n    kafka_options:\n      ssl.key.password: \"p${xyzzy}\"\n  - kafka_broker: b:1\n    kafka_topic: t\n    sasl_pasword: hunter2\n    SASL_PASSWORD: hunter3\n    security_protocol: SASL_SSL\n    sasl_mechanism: PLAIN\n    sasl_username: u\n    sasl_password: \"p${xyzzy\"\n";
+    let e = rejected(yaml);
+    let shown = e.to_string();
+    assert_eq!(lines(&e).len(), 5, "{shown}");
+    for secret in ["12345678", "xyzzy", "hunter2", "hunter3"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert!(shown.contains("did you mean `sasl_password`?"), "{shown}");
+}
+
+#[test]
+fn a_syntax_error_is_reported_alone() {
+    let e = rejected("instances:\n  - kafka_broker: [a:1\n  colour: 1\n");
+    assert_eq!(e.key, "(syntax)");
+    assert_eq!(lines(&e).len(), 1, "{e}");
+}
+
+#[test]
+fn a_line_break_in_a_quoted_value_stays_on_its_mistakes_line() {
+    let e = rejected(&format!(
+        "{MINIMAL}    tags: [\"a\\nb\"]\n    max_contexts: 0\n"
+    ));
+    assert_eq!(lines(&e).len(), 2, "{e}");
+    assert!(lines(&e)[1].contains("tags[0]: `a\\nb` contains"), "{e}");
 }

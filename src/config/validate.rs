@@ -3,11 +3,11 @@
 use crate::dogstatsd::{longest_line, MAX_NAME_CHARS, MAX_VALUE_CHARS};
 
 use super::env::{destination_from_env, port_without_host, EnvLookup};
-use super::raw::{Brokers, RawFile, RawInstance, DEFAULT_GROUP};
+use super::raw::{Brokers, Parts, RawInit, RawInstance, Read, DEFAULT_GROUP};
 use super::secrets::KafkaOptions;
 use super::settings::{Destination, Instance, Mapping, Sasl};
 use super::{
-    Config, ConfigError, HealthEndpoint, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS,
+    gather, Config, ConfigError, HealthEndpoint, AGGREGATION_INTERVALS, COMMIT_INTERVALS_MS,
     DEFAULT_AGGREGATION_INTERVAL, DEFAULT_COMMIT_INTERVAL_MS, DEFAULT_HEALTH_STALL_SECONDS,
     DEFAULT_MAX_CONTEXTS, DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND, HEALTH_STALL_SECONDS,
 };
@@ -20,99 +20,166 @@ const MAX_TAG_FIELD_NAME: usize = MAX_NAME_CHARS - 1 - MAX_VALUE_CHARS;
 /// not change them.
 const PROTECTED_KAFKA_OPTIONS: &[&str] = &["enable.auto.offset.store", "enable.auto.commit"];
 
+/// `init_config` checked, and what it gives every instance.
+struct Init {
+    /// Where datagrams go; `None` when that cannot be told (its problem is reported), and then
+    /// nothing that depends on it is checked.
+    dogstatsd: Option<Destination>,
+    metric_prefix: String,
+    /// `init_config.tags` and the `DD_*` tags, those that passed their checks.
+    global_tags: Vec<String>,
+    packed_distributions: bool,
+    udp_max_datagrams_per_second: u32,
+    health: Option<HealthEndpoint>,
+    ignored: Vec<String>,
+}
+
 impl Config {
+    /// Checks the parts that were read; every problem is added to `problems` (those found
+    /// while reading come in there). A configuration only when there is none.
     pub(super) fn validate(
-        raw: RawFile,
+        parts: Parts,
         origin: &str,
         env: EnvLookup<'_>,
+        mut problems: Vec<ConfigError>,
     ) -> Result<Config, ConfigError> {
-        let err = |key: &str, reason: String| ConfigError::new(origin, key, reason);
-        let init = raw.init_config.unwrap_or_default();
+        let init = validate_init(parts.init, origin, env, &mut problems);
 
-        let mut ignored = Vec::new();
-        let dogstatsd = match init.dogstatsd_url {
-            Some(url) => {
-                Destination::parse(&url).map_err(|r| err("init_config.dogstatsd_url", r))?
-            }
-            None => {
-                let destination =
-                    destination_from_env(env).map_err(|(key, reason)| err(&key, reason))?;
-                ignored.extend(port_without_host(env, &destination));
-                destination
-            }
-        };
-
-        let health = match init.health_address {
-            Some(address) => Some(HealthEndpoint {
-                address: check_listen_address(&address)
-                    .map_err(|r| err("init_config.health_address", r))?,
-                stall_seconds: match init.health_stall_seconds {
-                    Some(s) if HEALTH_STALL_SECONDS.contains(&s) => s,
-                    Some(s) => {
-                        return Err(err(
-                            "init_config.health_stall_seconds",
-                            format!(
-                                "{s} is outside {}..={} seconds",
-                                HEALTH_STALL_SECONDS.start(),
-                                HEALTH_STALL_SECONDS.end()
-                            ),
-                        ))
-                    }
-                    None => DEFAULT_HEALTH_STALL_SECONDS,
-                },
-            }),
-            None => {
-                if init.health_stall_seconds.is_some() {
-                    ignored.push(
-                        "init_config.health_stall_seconds is ignored: it applies only with \
-                         init_config.health_address"
-                            .to_string(),
-                    );
-                }
-                None
-            }
-        };
-
-        let metric_prefix = init.metric_prefix.unwrap_or_else(|| "algorithmia".into());
-        check_metric_prefix(&metric_prefix).map_err(|r| err("init_config.metric_prefix", r))?;
-
-        let mut global_tags = Vec::new();
-        for (i, tag) in init.tags.iter().enumerate() {
-            global_tags
-                .push(check_tag(tag).map_err(|r| err(&format!("init_config.tags[{i}]"), r))?);
+        if parts.instances.is_empty() && !parts.instances_unreadable {
+            problems.push(ConfigError::new(
+                origin,
+                "instances",
+                "at least one instance is required",
+            ));
         }
-        for (var, key) in [
-            ("DD_ENV", "env"),
-            ("DD_SERVICE", "service"),
-            ("DD_VERSION", "version"),
-        ] {
-            if let Some(value) = env(var).filter(|v| !v.is_empty()) {
-                global_tags.push(check_tag(&format!("{key}:{value}")).map_err(|r| err(var, r))?);
+        let mut instances = Vec::new();
+        for (index, read) in parts.instances.into_iter().enumerate() {
+            if let Some(read) = read {
+                let instance = validate_instance(index, read, &init, origin, &mut problems);
+                instances.push(instance);
             }
         }
 
-        if raw.instances.is_empty() {
-            return Err(err("instances", "at least one instance is required".into()));
+        if let Some(all) = gather(problems) {
+            return Err(all);
         }
-        let instances = raw
-            .instances
-            .into_iter()
-            .enumerate()
-            .map(|(index, inst)| validate_instance(index, inst, &global_tags, &dogstatsd, origin))
-            .collect::<Result<Vec<_>, _>>()?;
-
+        let dogstatsd = init.dogstatsd.ok_or_else(|| {
+            ConfigError::new(origin, "init_config.dogstatsd_url", "cannot be read")
+        })?;
         Ok(Config {
             origin: origin.to_string(),
             dogstatsd,
-            metric_prefix,
-            packed_distributions: init.packed_distributions.unwrap_or(true),
-            udp_max_datagrams_per_second: init
-                .udp_max_datagrams_per_second
-                .unwrap_or(DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND),
+            metric_prefix: init.metric_prefix,
+            packed_distributions: init.packed_distributions,
+            udp_max_datagrams_per_second: init.udp_max_datagrams_per_second,
             instances,
-            health,
-            ignored,
+            health: init.health,
+            ignored: init.ignored,
         })
+    }
+}
+
+fn validate_init(
+    read: Read<RawInit>,
+    origin: &str,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<ConfigError>,
+) -> Init {
+    let mut report =
+        |key: &str, reason: String| problems.push(ConfigError::new(origin, key, reason));
+    let mut ignored = Vec::new();
+    let dogstatsd = match read.raw.dogstatsd_url {
+        // Unreadable: what the environment says would not be what was meant.
+        _ if !read.readable("dogstatsd_url") => None,
+        Some(url) => Destination::parse(&url)
+            .map_err(|r| report("init_config.dogstatsd_url", r))
+            .ok(),
+        None => match destination_from_env(env) {
+            Ok(destination) => {
+                ignored.extend(port_without_host(env, &destination));
+                Some(destination)
+            }
+            Err((key, reason)) => {
+                report(&key, reason);
+                None
+            }
+        },
+    };
+
+    let metric_prefix = read
+        .raw
+        .metric_prefix
+        .unwrap_or_else(|| "algorithmia".into());
+    if let Err(r) = check_metric_prefix(&metric_prefix) {
+        report("init_config.metric_prefix", r);
+    }
+
+    let mut global_tags = Vec::new();
+    for (i, tag) in read.raw.tags.iter().enumerate() {
+        match check_tag(tag) {
+            Ok(tag) => global_tags.push(tag),
+            Err(r) => report(&format!("init_config.tags[{i}]"), r),
+        }
+    }
+    for (var, key) in [
+        ("DD_ENV", "env"),
+        ("DD_SERVICE", "service"),
+        ("DD_VERSION", "version"),
+    ] {
+        if let Some(value) = env(var).filter(|v| !v.is_empty()) {
+            match check_tag(&format!("{key}:{value}")) {
+                Ok(tag) => global_tags.push(tag),
+                Err(r) => report(var, r),
+            }
+        }
+    }
+    let health = match read.raw.health_address {
+        Some(address) => {
+            let address = check_listen_address(&address)
+                .map_err(|r| report("init_config.health_address", r))
+                .unwrap_or(address);
+            let stall_seconds = match read.raw.health_stall_seconds {
+                Some(s) if !HEALTH_STALL_SECONDS.contains(&s) => {
+                    report(
+                        "init_config.health_stall_seconds",
+                        format!(
+                            "{s} is outside {}..={} seconds",
+                            HEALTH_STALL_SECONDS.start(),
+                            HEALTH_STALL_SECONDS.end()
+                        ),
+                    );
+                    DEFAULT_HEALTH_STALL_SECONDS
+                }
+                Some(s) => s,
+                None => DEFAULT_HEALTH_STALL_SECONDS,
+            };
+            Some(HealthEndpoint {
+                address,
+                stall_seconds,
+            })
+        }
+        None => {
+            if read.raw.health_stall_seconds.is_some() {
+                ignored.push(
+                    "init_config.health_stall_seconds is ignored: it applies only with \
+                     init_config.health_address"
+                        .to_string(),
+                );
+            }
+            None
+        }
+    };
+    Init {
+        dogstatsd,
+        metric_prefix,
+        global_tags,
+        packed_distributions: read.raw.packed_distributions.unwrap_or(true),
+        udp_max_datagrams_per_second: read
+            .raw
+            .udp_max_datagrams_per_second
+            .unwrap_or(DEFAULT_UDP_MAX_DATAGRAMS_PER_SECOND),
+        health,
+        ignored,
     }
 }
 
@@ -132,15 +199,28 @@ fn check_listen_address(address: &str) -> Result<String, String> {
     }
 }
 
+/// Checks one instance, adding each problem to `problems`: those about a key whose value could
+/// not be read are left out (that key was reported, and its default stands in for it). The
+/// instance returned is only used when there is no problem at all.
 fn validate_instance(
     index: usize,
-    raw: RawInstance,
-    global_tags: &[String],
-    destination: &Destination,
+    read: Read<RawInstance>,
+    init: &Init,
     origin: &str,
-) -> Result<Instance, ConfigError> {
-    let key = |name: &str| format!("instances[{index}].{name}");
-    let err = |name: &str, reason: String| ConfigError::new(origin, key(name), reason);
+    problems: &mut Vec<ConfigError>,
+) -> Instance {
+    let Read { raw, unreadable } = read;
+    let readable = |name: &str| !unreadable.contains(name);
+    let mut report = |name: &str, reason: String| {
+        let setting = name.split(['.', '[']).next().unwrap_or(name);
+        if readable(setting) {
+            problems.push(ConfigError::new(
+                origin,
+                format!("instances[{index}].{name}"),
+                reason,
+            ));
+        }
+    };
     let defaults = Mapping::default();
     let mapping = Mapping {
         tag_fields: raw.tag_fields.unwrap_or(defaults.tag_fields),
@@ -167,75 +247,79 @@ fn validate_instance(
         Brokers::Listed(list) => list.into_iter().map(|b| b.trim().to_string()).collect(),
     };
     if brokers.is_empty() || brokers.iter().any(|b| b.is_empty()) {
-        return Err(err(
+        report(
             "kafka_broker",
             "must list at least one host:port, with no empty entry".into(),
-        ));
+        );
     }
-    for broker in &brokers {
+    for broker in brokers.iter().filter(|b| !b.is_empty()) {
         let valid = broker
             .rsplit_once(':')
             .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
         if !valid {
-            return Err(err("kafka_broker", format!("`{broker}` is not host:port")));
+            report("kafka_broker", format!("`{broker}` is not host:port"));
         }
     }
     if raw.kafka_topic.trim().is_empty() {
-        return Err(err("kafka_topic", "must not be empty".into()));
+        report("kafka_topic", "must not be empty".into());
     }
     if consumer_group.trim().is_empty() {
-        return Err(err("consumer_group", "must not be empty".into()));
+        report("consumer_group", "must not be empty".into());
     }
 
-    let sasl = if raw.security_protocol.uses_sasl() {
-        let protocol = raw.security_protocol.as_kafka().to_uppercase();
-        let mechanism = raw.sasl_mechanism.ok_or_else(|| {
-            err("sasl_mechanism", format!("required with security_protocol {protocol} (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"))
-        })?;
-        let username = raw.sasl_username.filter(|u| !u.is_empty()).ok_or_else(|| {
-            err(
+    let protocol = raw.security_protocol.as_kafka().to_uppercase();
+    let sasl = if !readable("security_protocol") {
+        // What the SASL settings need depends on a protocol that could not be read.
+        None
+    } else if raw.security_protocol.uses_sasl() {
+        if raw.sasl_mechanism.is_none() {
+            report("sasl_mechanism", format!("required with security_protocol {protocol} (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"));
+        }
+        let username = raw.sasl_username.filter(|u| !u.is_empty());
+        if username.is_none() {
+            report(
                 "sasl_username",
                 format!("required with security_protocol {protocol}"),
-            )
-        })?;
-        let password = raw
-            .sasl_password
-            .filter(|p| !p.expose().is_empty())
-            .ok_or_else(|| {
-                err(
-                    "sasl_password",
-                    format!("required with security_protocol {protocol}"),
-                )
-            })?;
-        Some(Sasl {
-            mechanism,
-            username,
-            password,
-        })
+            );
+        }
+        let password = raw.sasl_password.filter(|p| !p.expose().is_empty());
+        if password.is_none() {
+            report(
+                "sasl_password",
+                format!("required with security_protocol {protocol}"),
+            );
+        }
+        match (raw.sasl_mechanism, username, password) {
+            (Some(mechanism), Some(username), Some(password)) => Some(Sasl {
+                mechanism,
+                username,
+                password,
+            }),
+            _ => None,
+        }
     } else {
         let stray = [
             ("sasl_mechanism", raw.sasl_mechanism.is_some()),
             ("sasl_username", raw.sasl_username.is_some()),
             ("sasl_password", raw.sasl_password.is_some()),
         ];
-        if let Some((name, _)) = stray.iter().find(|(_, set)| *set) {
-            return Err(err(
+        for (name, _) in stray.iter().filter(|(_, set)| *set) {
+            report(
                 name,
                 format!(
-                    "has no effect with security_protocol {}: use SASL_PLAINTEXT or SASL_SSL",
-                    raw.security_protocol.as_kafka().to_uppercase()
+                    "has no effect with security_protocol {protocol}: use SASL_PLAINTEXT or SASL_SSL"
                 ),
-            ));
+            );
         }
         None
     };
 
     if let Some(ca) = &raw.ssl_ca_location {
         if !ca.is_file() {
-            return Err(err(
+            report(
                 "ssl_ca_location",
                 format!("{} is not a readable file", ca.display()),
-            ));
+            );
         }
     }
 
@@ -243,28 +327,36 @@ fn validate_instance(
         ("tag_fields", &mapping.tag_fields),
         ("operational_fields", &mapping.operational_fields),
     ] {
-        if let Some(i) = list.iter().position(|f| f.is_empty()) {
-            return Err(err(&format!("{name}[{i}]"), "must not be empty".into()));
+        for (i, _) in list.iter().enumerate().filter(|(_, f)| f.is_empty()) {
+            report(&format!("{name}[{i}]"), "must not be empty".into());
         }
     }
     for (i, field) in mapping.tag_fields.iter().enumerate() {
-        let key = check_tag(field).map_err(|r| err(&format!("tag_fields[{i}]"), r))?;
+        if field.is_empty() {
+            continue; // said above
+        }
+        let key = match check_tag(field) {
+            Ok(key) => key,
+            Err(r) => {
+                report(&format!("tag_fields[{i}]"), r);
+                continue;
+            }
+        };
         if key.contains(':') {
             // The field's name is the tag's key, and a tag's key ends at its first `:`.
-            return Err(err(
+            report(
                 &format!("tag_fields[{i}]"),
                 format!("`{key}` contains `:`, which would end the tag's key"),
-            ));
-        }
-        if key.len() > MAX_TAG_FIELD_NAME {
-            return Err(err(
+            );
+        } else if key.len() > MAX_TAG_FIELD_NAME {
+            report(
                 &format!("tag_fields[{i}]"),
                 format!(
                     "`{key}` is {} bytes long: a tag holds {MAX_NAME_CHARS} at most, so a name \
                      over {MAX_TAG_FIELD_NAME} bytes leaves no room for a number",
                     key.len()
                 ),
-            ));
+            );
         }
     }
     for (name, list) in [
@@ -272,30 +364,30 @@ fn validate_instance(
         ("exclude_metrics", &mapping.exclude_metrics),
         ("distribution_metrics", &mapping.distribution_metrics),
     ] {
-        if let Some(i) = list.iter().position(|f| f.is_empty()) {
-            return Err(err(
+        for (i, _) in list.iter().enumerate().filter(|(_, f)| f.is_empty()) {
+            report(
                 &format!("{name}[{i}]"),
                 "an empty pattern matches nothing".into(),
-            ));
+            );
         }
     }
     if !AGGREGATION_INTERVALS.contains(&aggregation_interval) {
-        return Err(err(
+        report(
             "aggregation_interval",
             format!(
                 "must be one of 0, 1, 2, 5 or 10 (seconds; a divisor of the Agent's 10 s flush), not {}",
                 aggregation_interval
             ),
-        ));
+        );
     }
     if max_contexts == 0 {
-        return Err(err(
+        report(
             "max_contexts",
             "must be at least 1 (the default is 100000)".into(),
-        ));
+        );
     }
     if !COMMIT_INTERVALS_MS.contains(&commit_interval_ms) {
-        return Err(err(
+        report(
             "commit_interval_ms",
             format!(
                 "must be between {} and {} (milliseconds), not {}",
@@ -303,32 +395,38 @@ fn validate_instance(
                 COMMIT_INTERVALS_MS.end(),
                 commit_interval_ms
             ),
-        ));
+        );
     }
     if mapping.timestamp_field.is_empty() {
-        return Err(err("timestamp_field", "must not be empty".into()));
+        report("timestamp_field", "must not be empty".into());
     }
 
     let mut tags = Vec::new();
     for (i, tag) in raw.tags.iter().enumerate() {
-        tags.push(check_tag(tag).map_err(|r| err(&format!("tags[{i}]"), r))?);
+        match check_tag(tag) {
+            Ok(tag) => tags.push(tag),
+            Err(r) => report(&format!("tags[{i}]"), r),
+        }
     }
-    tags.extend(global_tags.iter().cloned());
-    check_longest_line(&mapping.tag_fields, &tags, destination)
-        .map_err(|(name, r)| err(name, r))?;
+    tags.extend(init.global_tags.iter().cloned());
+    if let Some(destination) = &init.dogstatsd {
+        if let Err((name, r)) = check_longest_line(&mapping.tag_fields, &tags, destination) {
+            report(name, r);
+        }
+    }
 
     let mut kafka_options = KafkaOptions::default();
     for (name, value) in raw.kafka_options {
         if PROTECTED_KAFKA_OPTIONS.contains(&name.as_str()) {
-            return Err(err(
+            report(
                 &format!("kafka_options.{name}"),
                 "cannot be changed: the forwarder stores offsets itself, only after the Agent has the data".into(),
-            ));
+            );
         }
         kafka_options.0.insert(name, value.into_string());
     }
 
-    Ok(Instance {
+    Instance {
         index,
         brokers,
         topic: raw.kafka_topic,
@@ -343,7 +441,7 @@ fn validate_instance(
         commit_interval_ms,
         tags,
         kafka_options,
-    })
+    }
 }
 
 fn check_metric_prefix(prefix: &str) -> Result<(), String> {
