@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use algorithmia_datadog::config::{process_env, Config, ConfigSource, EnvLookup};
+use algorithmia_datadog::config::{process_env, Config, ConfigSource};
 use algorithmia_datadog::{
     assets, demo, discover, validate_client_config, Output, RunOptions, Shutdown,
 };
@@ -248,8 +248,8 @@ macro_rules! out {
     }};
 }
 
-fn load(args: &ConfigArg, env: EnvLookup<'_>) -> Result<Config, ExitCode> {
-    let loaded = Config::load(args.config.as_deref(), env).and_then(|(config, source)| {
+fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
+    let loaded = Config::load(args.config.as_deref(), &process_env).and_then(|(config, source)| {
         for instance in &config.instances {
             validate_client_config(instance, &config.origin)?;
         }
@@ -276,7 +276,7 @@ fn load(args: &ConfigArg, env: EnvLookup<'_>) -> Result<Config, ExitCode> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let config = match load(&args.config, &process_env) {
+    let config = match load(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -329,7 +329,7 @@ fn install_shutdown(stopping: &'static str) -> Result<Shutdown, ExitCode> {
 }
 
 fn check_config(args: ConfigArg) -> ExitCode {
-    match load(&args, &process_env) {
+    match load(&args) {
         Ok(config) => {
             out!("{}# configuration is valid", config.redacted_yaml());
             ExitCode::SUCCESS
@@ -338,11 +338,57 @@ fn check_config(args: ConfigArg) -> ExitCode {
     }
 }
 
-/// The environment of commands that use only the destination and the mapping rules (`demo`,
-/// `assets`): a variable that is not set stands for itself (`${VAR}`), since they use none of
-/// the settings (brokers, credentials) such variables usually hold.
-fn mapping_only_env(name: &str) -> Option<String> {
-    process_env(name).or_else(|| Some(format!("${{{name}}}")))
+/// Loads `path` for a command that uses only its destination and mapping rules (`demo`,
+/// `assets`): a `${VAR}` whose variable is not set is read as that text, since such variables
+/// usually hold what these commands never use (a Kafka password).
+fn load_mapping_only(path: &std::path::Path) -> Result<Config, ExitCode> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("configuration error: {origin}: (file): cannot read: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })?;
+    match Config::from_yaml(&unset_variables_as_text(&text), &origin, &process_env) {
+        Ok(config) => {
+            log::info!("configuration: {origin} (its destination and mapping rules)");
+            for ignored in &config.ignored {
+                log::warn!("{ignored}");
+            }
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
+/// `text` with each `${VAR}` whose variable is not set written `$${VAR}`, which the loader reads
+/// as the text `${VAR}` (`$$` is its literal `$`).
+fn unset_variables_as_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("$$") {
+            out.push_str("$$");
+            rest = after;
+            continue;
+        }
+        if let Some(end) = tail.strip_prefix("${").and_then(|body| body.find('}')) {
+            let name = &tail[2..2 + end];
+            if process_env(name).is_none() {
+                out.push('$');
+            }
+            out.push_str(&tail[..end + 3]);
+            rest = &tail[end + 3..];
+            continue;
+        }
+        out.push('$');
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn run_demo(args: DemoArgs) -> ExitCode {
@@ -350,7 +396,7 @@ fn run_demo(args: DemoArgs) -> ExitCode {
     // `--config`, only its destination and mapping rules are used, so a `${VAR}` it names for
     // something else (a Kafka password) need not be set.
     let base = match &args.config.config {
-        Some(_) => match load(&args.config, &mapping_only_env) {
+        Some(path) => match load_mapping_only(path) {
             Ok(c) => Some(c),
             Err(code) => return code,
         },
@@ -388,16 +434,11 @@ fn run_demo(args: DemoArgs) -> ExitCode {
 /// none (the defaults).
 fn optional_config(path: Option<&PathBuf>) -> Result<Option<Config>, ExitCode> {
     let default = std::path::Path::new(algorithmia_datadog::config::DEFAULT_CONFIG_PATH);
-    if path.is_none() && !default.exists() {
-        return Ok(None);
+    match path {
+        Some(path) => load_mapping_only(path).map(Some),
+        None if default.exists() => load_mapping_only(default).map(Some),
+        None => Ok(None),
     }
-    load(
-        &ConfigArg {
-            config: path.cloned(),
-        },
-        &mapping_only_env,
-    )
-    .map(Some)
 }
 
 fn api_settings(api: &ApiArgs) -> Result<assets::ApiSettings, ExitCode> {
@@ -556,7 +597,7 @@ fn drift(args: &DriftArgs) -> ExitCode {
 }
 
 fn run_discover(args: &DiscoverArgs) -> ExitCode {
-    let config = match load(&args.config, &process_env) {
+    let config = match load(&args.config) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -601,4 +642,20 @@ fn run_discover(args: &DiscoverArgs) -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unset_variables_become_text() {
+        std::env::set_var("ALGORITHMIA_DATADOG_TEST_SET", "x");
+        assert_eq!(
+            unset_variables_as_text(
+                "a: ${ALGORITHMIA_DATADOG_TEST_SET}\nb: ${ALGORITHMIA_DATADOG_TEST_UNSET}\nc: $$5 $ ${x"
+            ),
+            "a: ${ALGORITHMIA_DATADOG_TEST_SET}\nb: $${ALGORITHMIA_DATADOG_TEST_UNSET}\nc: $$5 $ ${x"
+        );
+    }
 }
