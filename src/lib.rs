@@ -2,16 +2,17 @@
 //!
 //! One module per stage of the pipeline, each naming only the stages before it. The modules are
 //! private but for the configuration ([`config`]), the mapping rules ([`metrics`]), the demo
-//! ([`demo`]) and the dashboard installer ([`assets`]); what the binary, the tests, the benches
+//! ([`demo`]), the dashboard installer ([`assets`]) and [`discover`]; what the binary, the tests, the benches
 //! and the fuzz targets use of the rest is re-exported here.
 //!
-//!
 //! - [`config`]: `conf.d/algorithmia.yaml` (or the old script's environment variables), validated;
-//! - [`source`]: the Kafka consumer's settings and callbacks;
+//! - [`source`]: the Kafka consumer's settings and callbacks, and [`tls_diagnosis`]: why a
+//!   broker's certificate was refused, which librdkafka cannot say;
 //! - [`decode`]: an Insights message, a flat JSON object, read without building a tree;
 //! - [`metrics`]: the mapping rules from fields to points (gauges, distributions, call counts);
 //! - [`aggregate`]: the points of a few seconds folded per context, as Datadog's clients do;
-//! - [`sink`]: datagram packing, and one file per transport (UDP, Unix socket, standard output);
+//! - [`sink`]: datagram packing, and one file per transport (UDP, paced; Unix socket; standard
+//!   output);
 //! - [`forwarder`]: the stages after the source, one message at a time, and the one owner of
 //!   what was delivered ([`offsets`]: which offsets that makes safe to store);
 //! - [`pipeline`]: the loop that drives them, the one place offsets are stored and committed,
