@@ -253,16 +253,23 @@ fn load(args: &ConfigArg) -> Result<Config, ExitCode> {
         for instance in &config.instances {
             validate_client_config(instance, &config.origin)?;
         }
-        Ok((config, source))
+        let from = match source {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Environment => "KAFKA_BROKER/KAFKA_TOPIC environment variables".into(),
+        };
+        Ok((config, from))
     });
+    announce(loaded)
+}
+
+/// The end of every load: one line saying where the settings came from and a warning for each
+/// setting that is ignored, or the error and exit code 2.
+fn announce(
+    loaded: Result<(Config, String), algorithmia_datadog::config::ConfigError>,
+) -> Result<Config, ExitCode> {
     match loaded {
-        Ok((config, source)) => {
-            match source {
-                ConfigSource::File(path) => log::info!("configuration: {}", path.display()),
-                ConfigSource::Environment => {
-                    log::info!("configuration: KAFKA_BROKER/KAFKA_TOPIC environment variables")
-                }
-            }
+        Ok((config, from)) => {
+            log::info!("configuration: {from}");
             for ignored in &config.ignored {
                 log::warn!("{ignored}");
             }
@@ -347,19 +354,14 @@ fn load_mapping_only(path: &std::path::Path) -> Result<Config, ExitCode> {
         eprintln!("configuration error: {origin}: (file): cannot read: {e}");
         ExitCode::from(EXIT_CONFIG)
     })?;
-    match Config::from_yaml(&unset_variables_as_text(&text), &origin, &process_env) {
-        Ok(config) => {
-            log::info!("configuration: {origin} (its destination and mapping rules)");
-            for ignored in &config.ignored {
-                log::warn!("{ignored}");
-            }
-            Ok(config)
-        }
-        Err(e) => {
-            eprintln!("configuration error: {e}");
-            Err(ExitCode::from(EXIT_CONFIG))
-        }
-    }
+    announce(
+        Config::from_yaml(&unset_variables_as_text(&text), &origin, &process_env).map(|config| {
+            (
+                config,
+                format!("{origin} (its destination and mapping rules)"),
+            )
+        }),
+    )
 }
 
 /// `text` with each `${VAR}` whose variable is not set written `$${VAR}`, which the loader reads
