@@ -5,6 +5,9 @@
 //! pipeline stores a message's offset only once every datagram carrying its points was accepted
 //! by the socket. The source does not know which offsets those are: when partitions leave this
 //! member, its rebalance callback asks the stage after it, through [`OnRevoke`].
+//!
+//! Messages are taken many at a time from a queue of our own ([`fetch`]), which the rebalance
+//! callback routes every assigned partition to; `poll` serves the group's events.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,6 +22,11 @@ use crate::config::{is_secret_property, ConfigError, Instance, StartOffset};
 use crate::telemetry::Counters;
 use crate::throttle::ProblemLog;
 use crate::tls_diagnosis::{CertificateCheck, UNTRUSTED};
+
+mod fetch;
+
+use fetch::FetchQueue;
+pub use fetch::{Fetched, BATCH};
 
 /// How long librdkafka waits before fetching again for a partition whose local queue is full.
 /// Its default, 1000 ms, leaves a busy consumer idle; the queue below holds about 12 ms of
@@ -162,6 +170,8 @@ pub struct SourceContext<R> {
     problems: Mutex<ProblemLog>,
     topic: String,
     certificates: Option<CertificateCheck>,
+    /// Where the assigned partitions' messages go, once opened ([`SourceContext::open_fetch_queue`]).
+    fetch: Mutex<Option<FetchQueue>>,
 }
 
 impl<R: OnRevoke> SourceContext<R> {
@@ -173,7 +183,67 @@ impl<R: OnRevoke> SourceContext<R> {
             problems: Mutex::new(ProblemLog::new(PROBLEM_REMINDER)),
             topic: topic.to_string(),
             certificates: None,
+            fetch: Mutex::new(None),
         }
+    }
+
+    /// From now on, the partitions assigned to `consumer` deliver their messages to a queue read
+    /// by [`SourceContext::take_fetched`] (see [`fetch`]). [`SourceContext::close_fetch_queue`]
+    /// must be called before `consumer` is dropped.
+    pub fn open_fetch_queue(&self, consumer: &BaseConsumer<Self>) {
+        // SAFETY: the consumer outlives the queue: its owner closes the queue before dropping it.
+        let queue = unsafe { FetchQueue::new(consumer.client().native_ptr(), &self.topic) };
+        if queue.is_none() {
+            log::warn!(
+                "no fetch queue for {}: messages come through poll",
+                self.topic
+            );
+        }
+        *self.fetch_queue() = queue;
+    }
+
+    /// Closes the fetch queue; what it still holds is dropped (never handled, so never
+    /// committed). Must be called before the consumer is dropped.
+    pub fn close_fetch_queue(&self) {
+        self.fetch_queue().take();
+    }
+
+    /// Routes the current assignment to the fetch queue again (librdkafka undoes a partition's
+    /// routing when it stops fetching it; see [`fetch`]).
+    pub fn reroute(&self, consumer: &BaseConsumer<Self>) {
+        let fetch = self.fetch_queue();
+        let (Some(queue), Ok(assignment)) = (fetch.as_ref(), consumer.assignment()) else {
+            return;
+        };
+        let partitions: Vec<i32> = assignment
+            .elements_for_topic(&self.topic)
+            .iter()
+            .map(|e| e.partition())
+            .collect();
+        queue.route(&partitions);
+    }
+
+    /// Whether `poll` has events to serve (rebalances, commits, errors); `true` when there is no
+    /// fetch queue, whose messages come through `poll` then.
+    pub fn events_waiting(&self) -> bool {
+        self.fetch_queue()
+            .as_ref()
+            .is_none_or(FetchQueue::events_waiting)
+    }
+
+    /// Takes up to `max` fetched messages (see [`fetch::FetchQueue::take`]); `None` when there
+    /// is no fetch queue.
+    pub fn take_fetched(
+        &self,
+        wait: Duration,
+        max: usize,
+        each: impl FnMut(Result<Fetched<'_>, KafkaError>),
+    ) -> Option<usize> {
+        Some(self.fetch_queue().as_mut()?.take(wait, max, each))
+    }
+
+    fn fetch_queue(&self) -> std::sync::MutexGuard<'_, Option<FetchQueue>> {
+        self.fetch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Refused certificates are diagnosed with `check` (librdkafka names every refusal the
@@ -408,6 +478,11 @@ impl<R: OnRevoke> ConsumerContext for SourceContext<R> {
                 self.counters.health.kafka_ok();
                 self.counters.health.joined_group();
                 let partitions: Vec<i32> = tpl.elements().iter().map(|e| e.partition()).collect();
+                // Before librdkafka starts fetching them, so that none of their messages go
+                // through `poll` (where they could be handled out of order).
+                if let Some(queue) = self.fetch_queue().as_ref() {
+                    queue.route(&partitions);
+                }
                 // A cooperative rebalance that gives this member nothing new says nothing.
                 if !partitions.is_empty() {
                     log::info!("partitions {partitions:?} of {} assigned", self.topic);
