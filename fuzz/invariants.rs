@@ -527,7 +527,7 @@ pub fn decode_map(data: &[u8]) {
         .filter_map(|payload| decode(payload).ok())
         .collect();
     let counters = Counters::default();
-    let limit = config.dogstatsd.max_datagram_bytes();
+    let limit = config.max_datagram_bytes();
 
     // One line per point, packed for the configured destination.
     let recorder = Recorder::default();
@@ -721,7 +721,7 @@ pub fn config(data: &[u8]) {
     for note in &config.ignored {
         no_canary("an ignored-setting note", note);
     }
-    let limit = config.dogstatsd.max_datagram_bytes();
+    let limit = config.max_datagram_bytes();
     for instance in &config.instances {
         check_longest_lines(&config, instance, limit);
     }

@@ -269,7 +269,7 @@ pub fn run_instance(
             StdoutMetricSink,
         ))),
     };
-    let sink = DogStatsdSink::builder_boxed(transport, config.dogstatsd.max_datagram_bytes())
+    let sink = DogStatsdSink::builder_boxed(transport, config.max_datagram_bytes())
         .counters(counters.clone())
         .build();
     let mapper = MetricMapper::for_instance(&config.metric_prefix, instance);

@@ -176,6 +176,12 @@ pub enum ConfigSource {
 }
 
 impl Config {
+    /// The largest datagram the sink packs: see [`Destination::max_datagram_bytes`].
+    pub fn max_datagram_bytes(&self) -> usize {
+        self.dogstatsd
+            .max_datagram_bytes(self.udp_max_datagrams_per_second > 0)
+    }
+
     /// Loads the configuration the command line asked for.
     ///
     /// With `explicit` set, that file must exist. Without it, [`DEFAULT_CONFIG_PATH`] is used if

@@ -9,6 +9,21 @@ use super::secrets::{KafkaOptions, Secret};
 #[cfg(doc)]
 use super::AGGREGATION_INTERVALS;
 
+/// The most a DogStatsD server reads of one datagram: the Agent's `dogstatsd_buffer_size`
+/// default, and what Datadog's serverless DogStatsD server reads (it cuts longer ones).
+pub const MAX_DATAGRAM_BYTES: usize = 8192;
+
+/// Whether `host:port` names this machine's loopback interface: `localhost`, 127.0.0.0/8 or
+/// `[::1]`.
+fn is_loopback(address: &str) -> bool {
+    let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Where DogStatsD datagrams go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Destination {
@@ -46,11 +61,21 @@ impl Destination {
         }
     }
 
-    /// The largest datagram worth sending on this transport.
-    pub fn max_datagram_bytes(&self) -> usize {
+    /// The largest datagram worth sending on this transport: 8192 bytes (what the Agent and
+    /// Datadog's serverless DogStatsD server read at once) over a Unix socket, or to an unpaced
+    /// loopback address, whose MTU is 64 KiB; elsewhere 1432, which fits a 1500-byte MTU
+    /// unfragmented, as Datadog's clients do. A paced destination (`paced_udp`) keeps 1432: its
+    /// pace was measured with such datagrams against a server's receive buffer, which a burst of
+    /// 8 KiB ones would overflow.
+    ///
+    /// Fewer, larger datagrams spare the kernel five sends in six: in the broker benchmark,
+    /// every point over loopback UDP cost 2.3 CPU µs per message with 1432-byte datagrams and
+    /// 1.2 with 8192-byte ones.
+    pub fn max_datagram_bytes(&self, paced_udp: bool) -> usize {
         match self {
+            Destination::Udp(address) if !paced_udp && is_loopback(address) => MAX_DATAGRAM_BYTES,
             Destination::Udp(_) => 1432,
-            Destination::Unix(_) => 8192,
+            Destination::Unix(_) => MAX_DATAGRAM_BYTES,
         }
     }
 }

@@ -391,14 +391,49 @@ fn datagram_limits_follow_the_transport() {
     assert_eq!(
         Destination::parse("udp://a:1")
             .unwrap()
-            .max_datagram_bytes(),
+            .max_datagram_bytes(false),
         1432
     );
     assert_eq!(
         Destination::parse("unix:///s")
             .unwrap()
-            .max_datagram_bytes(),
+            .max_datagram_bytes(false),
         8192
+    );
+}
+
+#[test]
+fn an_unpaced_loopback_udp_destination_takes_8192_byte_datagrams() {
+    for url in [
+        "udp://127.0.0.1:8125",
+        "udp://127.1.2.3:8125",
+        "udp://localhost:8125",
+        "udp://[::1]:8125",
+    ] {
+        assert_eq!(
+            Destination::parse(url).unwrap().max_datagram_bytes(false),
+            8192,
+            "{url}"
+        );
+    }
+    for url in [
+        "udp://10.0.0.7:8125",
+        "udp://datadog-agent:8125",
+        "udp://[fe80::1]:8125",
+        "udp://128.0.0.1:8125",
+    ] {
+        assert_eq!(
+            Destination::parse(url).unwrap().max_datagram_bytes(false),
+            1432,
+            "{url}"
+        );
+    }
+    // A paced destination keeps the datagrams its pace was measured with.
+    assert_eq!(
+        Destination::parse("udp://127.0.0.1:8125")
+            .unwrap()
+            .max_datagram_bytes(true),
+        1432
     );
 }
 

@@ -410,7 +410,8 @@ fn validate_instance(
     }
     tags.extend(init.global_tags.iter().cloned());
     if let Some(destination) = &init.dogstatsd {
-        if let Err((name, r)) = check_longest_line(&mapping.tag_fields, &tags, destination) {
+        let limit = destination.max_datagram_bytes(init.udp_max_datagrams_per_second > 0);
+        if let Err((name, r)) = check_longest_line(&mapping.tag_fields, &tags, destination, limit) {
             report(name, r);
         }
     }
@@ -471,12 +472,12 @@ fn check_longest_line(
     tag_fields: &[String],
     tags: &[String],
     destination: &Destination,
+    limit: usize,
 ) -> Result<(), (&'static str, String)> {
     // Each tag with the `,` before it, less the first one's.
     let static_bytes = tags.iter().map(|t| t.len() + 1).sum::<usize>();
     let all_bytes = (tag_fields.len() * (MAX_NAME_CHARS + 1) + static_bytes).saturating_sub(1);
     let static_bytes = static_bytes.saturating_sub(1);
-    let limit = destination.max_datagram_bytes();
     let longest = longest_line(all_bytes);
     if longest <= limit {
         return Ok(());
