@@ -565,6 +565,7 @@ fn consume(
                 if forwarder.flush() {
                     state = State::Consuming;
                     set_paused(consumer, false);
+                    consumer.context().reroute(consumer);
                 } else {
                     let backoff = (backoff * 2).min(RETRY_MAX);
                     state = State::Paused {

@@ -439,6 +439,67 @@ fn two_forwarders_in_one_group_share_the_partitions_without_loss() {
     assert!(consumed >= 400, "{consumed}");
 }
 
+/// Messages are taken from a queue the rebalance callback routes each assigned partition to;
+/// librdkafka undoes that routing when a partition leaves. A partition that leaves and comes
+/// back must flow again, in order, without waiting for anything.
+#[test]
+fn a_partition_that_leaves_and_comes_back_flows_again() {
+    let (kafka, topic) = kafka_with_topic(2);
+    let group = unique("back");
+    let (agent, url) = udp_agent();
+    let fast =
+        "    kafka_options:\n      session.timeout.ms: 1500\n      heartbeat.interval.ms: 300\n";
+    let fast = format!("{SEQ_AS_DISTRIBUTION}{fast}");
+    let seen = |count: usize, what: &str| {
+        let mut seen = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while seen.len() < count {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} of {count}",
+                seen.len()
+            );
+            let (lines, _) = collect_lines(&agent, 1, Duration::from_millis(200));
+            seen.extend(sorted_seq_values(&lines));
+        }
+        seen
+    };
+    let produce = |from: u32, to: u32| {
+        for i in from..to {
+            let value = format!(r#"{{"seq":{i}}}"#);
+            kafka
+                .produce_to(&topic, (i % 2) as i32, value.as_bytes())
+                .unwrap();
+        }
+    };
+    let (stop_a, counters_a, a) = start(config(&kafka, &topic, &group, &url, &fast));
+    produce(0, 100);
+    seen(100, "A alone");
+
+    // B joins: one partition leaves A. B leaves: it comes back to A.
+    let (stop_b, _, b) = start(config(&kafka, &topic, &group, &url, &fast));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while counters_a.revocations.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "B never took a partition");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop_b.store(true, Ordering::Relaxed);
+    b.join().unwrap();
+    let before = counters_a.messages.load(Ordering::Relaxed);
+    produce(100, 300);
+    let seen = seen(200, "after B left");
+    stop_a.store(true, Ordering::Relaxed);
+    a.join().unwrap();
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        (100..300).collect::<Vec<_>>()
+    );
+    assert!(
+        counters_a.messages.load(Ordering::Relaxed) - before >= 200,
+        "A forwarded both partitions again"
+    );
+}
+
 #[test]
 fn a_forwarder_whose_agent_is_down_keeps_serving_its_group() {
     let (kafka, topic) = kafka_with_topic(2);
