@@ -104,6 +104,28 @@ impl Hasher for FastHasher {
     }
 }
 
+/// Whether two short strings are equal, compared inline eight bytes at a time: the hot path
+/// compares a field or metric name with the one it expects on every field, and the call to
+/// `memcmp` that `==` makes costs more than the comparison itself for names of a few words.
+#[inline]
+pub(crate) fn short_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let eight = |s: &[u8], at: usize| {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(word)
+    };
+    if a.len() < 8 {
+        return a.iter().zip(b).all(|(x, y)| x == y);
+    }
+    // Whole words, then the last eight bytes (overlapping the last whole word).
+    let last = a.len() - 8;
+    (0..last).step_by(8).all(|at| eight(a, at) == eight(b, at)) && eight(a, last) == eight(b, last)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +153,31 @@ mod tests {
         hashes.sort_unstable();
         hashes.dedup();
         assert_eq!(hashes.len(), names.len());
+    }
+
+    #[test]
+    fn short_eq_is_equality() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "risk_score",
+            "risk_scorf",
+            "12345678",
+            "12345679",
+            "123456789",
+            "123456780",
+            "algorithm_version",
+            "algorithm_versioN",
+            "é",
+            "e\u{301}",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::config::{Instance, Mapping};
 use crate::decode::{FieldValue, InsightsMessage};
 use crate::dogstatsd::{push_metric_name, push_tag_value, LineWriter, MAX_NAME_CHARS};
 use crate::dogstatsd::{MetricKind, Value};
-use crate::hash::FastState;
+use crate::hash::{short_eq, FastState};
 use crate::telemetry::{Counters, SkipReason, TimestampIssue};
 
 /// Most field names whose rule the mapper remembers; past it, it starts over (a topic whose
@@ -355,6 +355,7 @@ impl MetricMapper {
 
     /// The index in `rules` of the rule of field `field_name`, which follows the field whose
     /// rule is `previous` (`None` for the first field); worked out if the name is new.
+    #[inline]
     fn rule(&mut self, previous: Option<usize>, field_name: &str) -> usize {
         let guess = match previous {
             Some(p) => self.rules[p].next,
@@ -363,10 +364,16 @@ impl MetricMapper {
         if self
             .rules
             .get(guess)
-            .is_some_and(|r| *r.field == *field_name)
+            .is_some_and(|r| short_eq(&r.field, field_name))
         {
             return guess;
         }
+        self.rule_looked_up(previous, field_name)
+    }
+
+    /// [`MetricMapper::rule`] when the field is not the one that came next last time.
+    #[cold]
+    fn rule_looked_up(&mut self, previous: Option<usize>, field_name: &str) -> usize {
         let found = match self.rule_of.get(field_name) {
             Some(&i) => i,
             None => {
