@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use super::{Field, FieldValue, InsightsMessage};
 
 mod number;
+mod quotes;
 
 /// The fields of `bytes` if it is a flat object this path reads; `None` for serde_json to
 /// decide. They go into `fields` (empty) if it has room.
@@ -23,7 +24,11 @@ pub(super) fn parse<'a>(
     bytes: &'a [u8],
     fields: Vec<Field<'static>>,
 ) -> Option<InsightsMessage<'a>> {
-    let mut reader = Reader { bytes, at: 0 };
+    let mut reader = Reader {
+        bytes,
+        at: 0,
+        quotes: quotes::index(bytes),
+    };
     reader.skip_space();
     reader.expect(b'{')?;
     // Insights messages carry 7 platform fields and up to 25 user metrics.
@@ -65,40 +70,8 @@ pub(super) fn parse<'a>(
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
-}
-
-/// Of the 16 bytes at `chunk`'s start: a bit for each quote, backslash or control character
-/// (below 0x20), and a bit for each byte above 0x7f.
-#[cfg(target_arch = "x86_64")]
-fn specials_of_16(chunk: &[u8; 16]) -> (u32, u32) {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
-    // SAFETY: SSE2 is part of x86_64; the load reads the 16 bytes of `chunk`, unaligned.
-    unsafe {
-        let bytes = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        let quotes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
-        let backslashes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
-        // Below 0x20, unsigned: the byte is its minimum with 0x1f.
-        let controls = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
-        let special = _mm_or_si128(_mm_or_si128(quotes, backslashes), controls);
-        (
-            _mm_movemask_epi8(special) as u32,
-            _mm_movemask_epi8(bytes) as u32,
-        )
-    }
-}
-
-/// See the x86_64 version.
-#[cfg(not(target_arch = "x86_64"))]
-fn specials_of_16(chunk: &[u8; 16]) -> (u32, u32) {
-    let (mut special, mut high) = (0, 0);
-    for (i, &b) in chunk.iter().enumerate() {
-        special |= u32::from(matches!(b, b'"' | b'\\' | 0..=0x1f)) << i;
-        high |= u32::from(b >= 0x80) << i;
-    }
-    (special, high)
+    /// Where the quotes are, for a payload [`quotes::index`] serves.
+    quotes: Option<quotes::Quotes>,
 }
 
 impl<'a> Reader<'a> {
@@ -118,27 +91,46 @@ impl<'a> Reader<'a> {
 
     /// The rest of a string whose opening quote was read, if it holds no escape, no control
     /// character and is UTF-8; reads its closing quote.
+    #[inline]
     fn string(&mut self) -> Option<&'a str> {
+        if let Some(quotes) = &self.quotes {
+            let start = self.at;
+            let end = quotes::next(quotes, start)?;
+            self.at = end + 1;
+            // SAFETY: the payload holds no byte above 0x7f (`quotes::index` checked): ASCII is
+            // UTF-8. And no backslash nor control character: the string ends at the next quote.
+            return Some(unsafe { std::str::from_utf8_unchecked(&self.bytes[start..end]) });
+        }
+        self.string_scanned()
+    }
+
+    /// [`Reader::string`] for a payload whose quotes were not indexed: a scan of its own.
+    #[inline(never)]
+    fn string_scanned(&mut self) -> Option<&'a str> {
         let bytes = self.bytes;
         let start = self.at;
         let mut i = start;
-        let mut high = 0;
-        // Sixteen bytes at a time up to the first special one, then byte by byte.
+        let mut non_ascii = false;
+        // Sixteen bytes at a time up to the first quote, backslash, control character or byte
+        // above 0x7f; past the latter (UTF-8, checked at the end), on.
         while let Some(chunk) = bytes.get(i..i + 16) {
-            let (special, above) = specials_of_16(chunk.try_into().ok()?);
-            if special != 0 {
-                let at = special.trailing_zeros();
-                high |= above & ((1 << at) - 1);
-                i += at as usize;
-                return self.string_ends(start, i, high != 0);
+            let (quotes, others) = quotes::classify_16(chunk.try_into().ok()?);
+            let stops = quotes | others;
+            if stops == 0 {
+                i += 16;
+                continue;
             }
-            high |= above;
-            i += 16;
+            i += stops.trailing_zeros() as usize;
+            if bytes[i] < 0x80 {
+                return self.string_ends(start, i, non_ascii);
+            }
+            non_ascii = true;
+            i += 1;
         }
         loop {
             match *bytes.get(i)? {
-                b'"' | b'\\' | 0..=0x1f => return self.string_ends(start, i, high != 0),
-                b => high |= u32::from(b >= 0x80),
+                b'"' | b'\\' | 0..=0x1f => return self.string_ends(start, i, non_ascii),
+                b => non_ascii |= b >= 0x80,
             }
             i += 1;
         }
@@ -357,6 +349,19 @@ mod tests {
             "0.3",
         ] {
             agrees(&format!("{{\"x\":{text}}}"));
+        }
+    }
+
+    #[test]
+    fn long_payloads_and_payloads_with_whitespace_read_string_by_string_alike() {
+        // Past the quote index's 1,024 bytes, or with a line break: the per-string scan.
+        for text in [
+            format!("{{\"a\":\"{}\",\"b\":2}}", "x".repeat(1100)),
+            format!("{{\"{}\":1,\"b\":\"y\"}}", "k".repeat(1030)),
+            "{\n\"a\": \"plain\",\r\n\t\"b\": 0.5\n}".to_string(),
+        ] {
+            assert!(parse(text.as_bytes(), Vec::new()).is_some(), "{text}");
+            agrees(&text);
         }
     }
 
