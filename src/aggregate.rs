@@ -250,30 +250,37 @@ impl Window {
         &self.tag_text[group.tags.0 as usize..group.tags.1 as usize]
     }
 
-    /// The current message's group at `timestamp`, made if new; its cursor at its first slot.
-    fn group_for(&mut self, timestamp: Option<i64>) -> u32 {
-        let cache_slot = (self.tag_set
+    /// Where the current tag set's group at `timestamp` is in the group cache, and the group
+    /// if the cache has it.
+    fn cached_group(&self, timestamp: Option<i64>) -> (usize, Option<u32>) {
+        let slot = (self.tag_set
             ^ timestamp.map_or(0, |t| (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
             as usize
             & (GROUP_CACHE_SLOTS - 1);
-        let cached = self.group_cache[cache_slot];
-        let id = if self.tag_set != 0
+        let cached = self.group_cache[slot];
+        let hit = self.tag_set != 0
             && cached.tag_set == self.tag_set
             && cached.timestamp == timestamp
-            && cached.window == self.window
-        {
-            cached.group
-        } else {
-            let id = self.group_by_text(timestamp);
-            if self.tag_set != 0 {
-                self.group_cache[cache_slot] = CachedGroup {
-                    tag_set: self.tag_set,
-                    timestamp,
-                    window: self.window,
-                    group: id,
-                };
+            && cached.window == self.window;
+        (slot, hit.then_some(cached.group))
+    }
+
+    /// The current message's group at `timestamp`, made if new; its cursor at its first slot.
+    fn group_for(&mut self, timestamp: Option<i64>) -> u32 {
+        let id = match self.cached_group(timestamp) {
+            (_, Some(id)) => id,
+            (slot, None) => {
+                let id = self.group_by_text(timestamp);
+                if self.tag_set != 0 {
+                    self.group_cache[slot] = CachedGroup {
+                        tag_set: self.tag_set,
+                        timestamp,
+                        window: self.window,
+                        group: id,
+                    };
+                }
+                id
             }
-            id
         };
         let group = &mut self.groups[id as usize];
         group.cursor = group.first;
@@ -384,12 +391,30 @@ impl PointSink for Window {
     }
 
     fn begin_tag_set(&mut self, tags: Interned<'_>, timestamp: Option<i64>) {
-        self.tags.clear();
-        self.tags.push_str(tags.text);
         self.tag_set = tags.id;
         self.timestamp = timestamp;
-        self.timed_group = None;
-        self.untimed_group = None;
+        // Groups the cache knows are taken now (they exist: nothing is made out of order); the
+        // text is kept only for a group it does not know.
+        let reset = |groups: &mut Vec<Group>, id: u32| {
+            let group = &mut groups[id as usize];
+            group.cursor = group.first;
+            id
+        };
+        self.timed_group = self
+            .cached_group(timestamp)
+            .1
+            .map(|id| reset(&mut self.groups, id));
+        self.untimed_group = match timestamp {
+            None => self.timed_group,
+            Some(_) => self
+                .cached_group(None)
+                .1
+                .map(|id| reset(&mut self.groups, id)),
+        };
+        if self.timed_group.is_none() || self.untimed_group.is_none() {
+            self.tags.clear();
+            self.tags.push_str(tags.text);
+        }
     }
 
     fn point_named(&mut self, name: Interned<'_>, kind: MetricKind, value: Value) {
