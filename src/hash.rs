@@ -110,20 +110,29 @@ impl Hasher for FastHasher {
 #[inline]
 pub(crate) fn short_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
+    let n = a.len();
+    if n != b.len() {
         return false;
     }
-    let eight = |s: &[u8], at: usize| {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&s[at..at + 8]);
-        u64::from_le_bytes(word)
-    };
-    if a.len() < 8 {
-        return a.iter().zip(b).all(|(x, y)| x == y);
+    // (`get` checks the slices' ends; the conversions of 8 and 4 bytes cannot fail.)
+    let eight = |s: &[u8], at: usize| s.get(at..at + 8)?.try_into().ok().map(u64::from_ne_bytes);
+    let four = |s: &[u8], at: usize| s.get(at..at + 4)?.try_into().ok().map(u32::from_ne_bytes);
+    if n < 8 {
+        if n < 4 {
+            return a == b;
+        }
+        // The first four bytes and the last four, overlapping.
+        return four(a, 0) == four(b, 0) && four(a, n - 4) == four(b, n - 4);
     }
     // Whole words, then the last eight bytes (overlapping the last whole word).
-    let last = a.len() - 8;
-    (0..last).step_by(8).all(|at| eight(a, at) == eight(b, at)) && eight(a, last) == eight(b, last)
+    let mut at = 0;
+    while at + 8 < n {
+        if eight(a, at) != eight(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    eight(a, n - 8) == eight(b, n - 8)
 }
 
 #[cfg(test)]
@@ -164,6 +173,17 @@ mod tests {
             "ab",
             "risk_score",
             "risk_scorf",
+            "abcd",
+            "abce",
+            "bbcd",
+            "abcde",
+            "abcdf",
+            "bbcde",
+            "abcdefg",
+            "abcdefh",
+            "Abcdefg",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
             "12345678",
             "12345679",
             "123456789",
