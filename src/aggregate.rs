@@ -417,27 +417,48 @@ impl PointSink for Window {
         }
     }
 
+    #[inline]
     fn point_named(&mut self, name: Interned<'_>, kind: MetricKind, value: Value) {
-        let group = if kind.takes_timestamp() {
-            match self.timed_group {
-                Some(g) => g,
-                None => {
-                    let g = self.group_for(self.timestamp);
-                    self.timed_group = Some(g);
-                    g
-                }
-            }
-        } else {
-            match self.untimed_group {
-                Some(g) => g,
-                None => {
-                    let g = self.group_for(None);
-                    self.untimed_group = Some(g);
-                    g
-                }
-            }
+        let group = match (kind.takes_timestamp(), self.timed_group, self.untimed_group) {
+            (true, Some(g), _) | (false, _, Some(g)) => g,
+            _ => self.message_group(kind),
         };
         let name = self.names.index(name);
+        // The common case inline: a gauge or count where the group's cursor points.
+        let cursor = self.groups[group as usize].cursor;
+        if let Some(slot) = self.slots.get_mut(cursor as usize) {
+            if slot.name == name && slot.kind == kind && kind != MetricKind::Distribution {
+                slot.value = match kind {
+                    MetricKind::Count => slot.value.added(value),
+                    _ => value,
+                };
+                self.groups[group as usize].cursor = slot.next;
+                self.folded += 1;
+                return;
+            }
+        }
+        self.point_elsewhere(group, name, kind, value);
+    }
+}
+
+impl Window {
+    /// The current message's group for points of `kind`, found on its first such point.
+    #[cold]
+    fn message_group(&mut self, kind: MetricKind) -> u32 {
+        if kind.takes_timestamp() {
+            let g = self.group_for(self.timestamp);
+            self.timed_group = Some(g);
+            g
+        } else {
+            let g = self.group_for(None);
+            self.untimed_group = Some(g);
+            g
+        }
+    }
+
+    /// A point that is not a gauge or count at the group's cursor: found through the slot
+    /// index, or a new context.
+    fn point_elsewhere(&mut self, group: u32, name: u32, kind: MetricKind, value: Value) {
         let cursor = self.groups[group as usize].cursor;
         let found = match self.slots.get(cursor as usize) {
             Some(slot) if slot.name == name && slot.kind == kind => Some(cursor),

@@ -19,7 +19,7 @@ pub(super) type Quotes = [u64; MAX_BYTES / 64];
 #[inline(always)]
 pub(super) fn classify_16(chunk: &[u8; 16]) -> (u32, u32) {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
     };
     // SAFETY: SSE2 is part of x86_64; the load reads the 16 bytes of `chunk`, unaligned.
@@ -27,13 +27,11 @@ pub(super) fn classify_16(chunk: &[u8; 16]) -> (u32, u32) {
         let bytes = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
         let quotes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
         let backslashes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
-        // Below 0x20, unsigned: the byte is its minimum with 0x1f.
-        let controls = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
-        // Above 0x7f: the byte's own high bit.
-        let other = _mm_or_si128(_mm_or_si128(backslashes, controls), bytes);
+        // Below 0x20 as a signed byte: a control character, or above 0x7f (negative).
+        let controls_or_high = _mm_cmplt_epi8(bytes, _mm_set1_epi8(0x20));
         (
             _mm_movemask_epi8(quotes) as u32,
-            _mm_movemask_epi8(other) as u32,
+            _mm_movemask_epi8(_mm_or_si128(backslashes, controls_or_high)) as u32,
         )
     }
 }
