@@ -61,6 +61,7 @@ fn classify_64(block: &[u8; 64]) -> (u64, u32) {
 }
 
 /// The quotes of `bytes`, if the payload is one this index serves (see the [module](self)).
+#[inline]
 pub(super) fn index(bytes: &[u8]) -> Option<Quotes> {
     if bytes.len() > MAX_BYTES {
         return None;
