@@ -52,6 +52,7 @@ pub(crate) struct TagSets {
 
 impl TagSets {
     /// Starts the key of a message's raw tag values.
+    #[inline]
     pub(crate) fn new_key(&mut self) {
         self.key.clear();
     }
@@ -59,6 +60,7 @@ impl TagSets {
     /// Adds the value of the next tag field (`None`: the message has no such field) to the
     /// key; each value is written with its type and, for strings, its length, so that no two
     /// lists of values write the same key.
+    #[inline]
     pub(crate) fn key_value(&mut self, value: Option<&FieldValue<'_>>) {
         let key = &mut self.key;
         match value {
@@ -88,6 +90,7 @@ impl TagSets {
     }
 
     /// Where the tag set of the key is, if it was rendered before.
+    #[inline]
     pub(crate) fn find(&self) -> Option<usize> {
         self.by_key.get(&self.key[..]).copied()
     }
@@ -105,6 +108,7 @@ impl TagSets {
     }
 
     /// The tag set [`TagSets::find`] or [`TagSets::insert`] said is `at`.
+    #[inline]
     pub(crate) fn get(&self, at: usize) -> Interned<'_> {
         let (id, text) = &self.sets[at];
         Interned { id: *id, text }
