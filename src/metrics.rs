@@ -49,6 +49,9 @@ use context::{fresh_id, TagSets};
 /// field names never repeat costs the rules' work on every field, and no memory).
 const MAX_REMEMBERED_FIELDS: usize = 4096;
 
+/// How many first fields' rules the mapper tries before looking a first field's name up.
+const FIRST_RULES: usize = 4;
+
 /// No rule (see [`FieldRule::next`]).
 const NO_RULE: usize = usize::MAX;
 
@@ -119,8 +122,9 @@ pub struct MetricMapper {
     /// The rule of each field name seen lately: an index into `rules`.
     rule_of: HashMap<Box<str>, usize, FastState>,
     rules: Vec<FieldRule>,
-    /// The rule of the first field of the last message.
-    first_rule: usize,
+    /// The rules of the first fields of the last messages, the latest first: a topic's models
+    /// take turns, each listing its fields in its own order.
+    first_rules: [usize; FIRST_RULES],
     /// For each of `tag_fields`, the first of them with the same name (a name listed twice
     /// takes the same value twice).
     tag_first: Vec<usize>,
@@ -241,7 +245,7 @@ impl MetricMapper {
                 name: String::with_capacity(256),
                 rule_of: HashMap::default(),
                 rules: Vec::new(),
-                first_rule: NO_RULE,
+                first_rules: [NO_RULE; FIRST_RULES],
                 tag_first: Vec::new(),
                 field_rules: Vec::new(),
                 tag_at: Vec::new(),
@@ -298,7 +302,7 @@ impl MetricMapper {
             // Between messages, so that no rule of the message at hand goes.
             self.rules.clear();
             self.rule_of.clear();
-            self.first_rule = NO_RULE;
+            self.first_rules = [NO_RULE; FIRST_RULES];
         }
         // First the rules of the fields, and where the tags and the timestamp are.
         self.field_rules.clear();
@@ -392,7 +396,7 @@ impl MetricMapper {
     fn rule(&mut self, previous: Option<usize>, field_name: &str) -> usize {
         let guess = match previous {
             Some(p) => self.rules[p].next,
-            None => self.first_rule,
+            None => self.first_rules[0],
         };
         if self
             .rules
@@ -407,6 +411,18 @@ impl MetricMapper {
     /// [`MetricMapper::rule`] when the field is not the one that came next last time.
     #[cold]
     fn rule_looked_up(&mut self, previous: Option<usize>, field_name: &str) -> usize {
+        if previous.is_none() {
+            let recent = self.first_rules[1..].iter().position(|&r| {
+                self.rules
+                    .get(r)
+                    .is_some_and(|r| short_eq(&r.field, field_name))
+            });
+            if let Some(at) = recent {
+                // The latest first, the others in order.
+                self.first_rules[..at + 2].rotate_right(1);
+                return self.first_rules[0];
+            }
+        }
         let found = match self.rule_of.get(field_name) {
             Some(&i) => i,
             None => {
@@ -418,7 +434,10 @@ impl MetricMapper {
         };
         match previous {
             Some(p) => self.rules[p].next = found,
-            None => self.first_rule = found,
+            None => {
+                self.first_rules.rotate_right(1);
+                self.first_rules[0] = found;
+            }
         }
         found
     }
