@@ -368,7 +368,14 @@ impl Window {
             self.slot_by_key.shrink_to(KEPT_CAPACITY * 8);
             self.values.shrink_to(KEPT_CAPACITY);
         }
-        self.window = self.window.wrapping_add(1).max(1);
+        self.window = self.window.wrapping_add(1);
+        if self.window == 0 {
+            // Every 2^32 windows: no entry of a window of the same number may survive.
+            for entry in &mut self.group_cache {
+                entry.window = 0;
+            }
+            self.window = 1;
+        }
         self.timed_group = None;
         self.untimed_group = None;
         self.contexts = 0;

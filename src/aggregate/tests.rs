@@ -253,3 +253,20 @@ fn a_context_costs_one_slot_of_32_bytes_and_its_index_entry() {
     assert!(std::mem::size_of::<Slot>() <= 32);
     assert!(std::mem::size_of::<Group>() <= 48);
 }
+
+#[test]
+fn the_group_cache_survives_its_window_numbers_wrapping() {
+    let mut w = Window::new(100);
+    w.window = u32::MAX;
+    let tags = Interned { id: 9, text: "m:a" };
+    w.begin_tag_set(tags, None);
+    w.point("x", MetricKind::Gauge, Value::UInt(1));
+    // An entry as if made in a window that got the number the next one gets.
+    for entry in w.group_cache.iter_mut().filter(|e| e.tag_set == 9) {
+        entry.window = 1;
+    }
+    assert_eq!(lines_of(&mut w, 1432), ["x:1|g|#m:a"]);
+    w.begin_tag_set(tags, None);
+    w.point("x", MetricKind::Gauge, Value::UInt(2));
+    assert_eq!(lines_of(&mut w, 1432), ["x:2|g|#m:a"]);
+}
