@@ -11,14 +11,21 @@
 //! model version (one distinct context per message) shows the memory bound of `max_contexts`.
 //! Prints, per mode: messages/s, points and datagrams received, the calls counted at the
 //! receiver (which must equal the messages), distribution values received, and peak RSS.
+//!
+//! First of all it prints the bytes one aggregation window of 100,000 distinct contexts holds
+//! (counted by this benchmark's allocator; the bound is 16 MB). `BENCH_WINDOW_ONLY=1` stops
+//! after that.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use algorithmia_datadog::config::Config;
 use algorithmia_datadog::embedded::{EmbeddedKafka, SampleMessages};
+use algorithmia_datadog::metrics::MetricMapper;
 use algorithmia_datadog::Counters;
+use algorithmia_datadog::{decode, Window};
 use algorithmia_datadog::{run_with_counters, RunOptions};
 
 #[path = "../tests/common/mod.rs"]
@@ -29,8 +36,79 @@ use common::Tally;
 /// Reads one datagram from the stand-in Agent.
 type Receive = Box<dyn Fn(&mut [u8]) -> std::io::Result<usize> + Send>;
 
+/// The system allocator, counting the bytes allocated and not yet freed.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call goes to the system allocator unchanged; only a counter is added.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as is.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// Fills one window with 100,000 distinct contexts the way the forwarder does (sample messages
+/// through the mapping rules), 20,000 models of five contexts each (four metrics and `calls`),
+/// and prints the bytes the window holds.
+fn window_memory() {
+    const CONTEXTS: usize = 100_000;
+    let mut mapper = MetricMapper::builder("algorithmia").build();
+    let counters = Counters::default();
+    let payloads: Vec<String> = (0..CONTEXTS / 5)
+        .map(|i| {
+            format!(
+                r#"{{"risk_score":0.{i},"approved":true,"duration_milliseconds":{i},"queue_milliseconds":3,"algorithm_version":"1.{}.{}","session_id":"rses-f28bb94a-5556-4aeb-a6d2-89493626bf4f","time":"2021-02-20T00:21:54.867231","algorithm_name":"credit_card_approval_{}","request_id":"req-9f5345b4-a1cd-431c-a43a-bd2a06f4a6f4","algorithm_owner":"risk_team"}}"#,
+                i % 7,
+                i / 7 % 100,
+                i / 700
+            )
+        })
+        .collect();
+    // Once before counting: the mapper's own tables (rules, tag sets) are not the window's.
+    let mut warm = Window::new(CONTEXTS);
+    for payload in &payloads {
+        let message = decode(payload.as_bytes()).expect("sample");
+        mapper.map_points(&message, &counters, &mut warm);
+    }
+    drop(warm);
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let mut window = Window::new(CONTEXTS);
+    for payload in &payloads {
+        let message = decode(payload.as_bytes()).expect("sample");
+        mapper.map_points(&message, &counters, &mut window);
+    }
+    let bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    assert_eq!(window.contexts(), CONTEXTS, "distinct contexts");
+    println!(
+        "one window of {CONTEXTS} distinct contexts holds {bytes} bytes ({:.1} MB, {:.0} bytes a context; bound 16 MB)",
+        bytes as f64 / 1e6,
+        bytes as f64 / CONTEXTS as f64
+    );
+}
+
 fn main() {
     let _ = env_logger::builder().format_timestamp_millis().try_init();
+    window_memory();
+    if std::env::var("BENCH_WINDOW_ONLY").is_ok_and(|v| v == "1") {
+        return;
+    }
     let messages: u64 = std::env::var("BENCH_MESSAGES")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -44,11 +44,15 @@
 //! ```
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::dogstatsd::{push_line, MetricKind, Value};
 use crate::hash::FastState;
-use crate::metrics::PointSink;
+use crate::metrics::{Interned, PointSink};
+
+mod names;
+use names::Names;
 
 /// Most distribution values one window buffers before it is closed early. At about 10 bytes a
 /// value this bounds the buffered values to a few MiB, and at a million values a second it still
@@ -103,83 +107,81 @@ fn value_chunks(values: &str, budget: usize) -> impl Iterator<Item = (&str, usiz
     })
 }
 
-/// How the points of one context combine.
-#[derive(Debug)]
-enum Accumulated {
-    /// A gauge: the last value.
-    Last(Value),
-    /// A count: the sum.
-    Sum(Value),
-    /// A distribution: every value, written and joined with `:`.
-    Values(String),
-}
-
-/// One context of a group: a metric name and kind, and what its points came to.
+/// One context: a metric name and kind in a group, and what its points came to.
 #[derive(Debug)]
 struct Slot {
-    name: Box<str>,
+    /// A gauge's last value, or a count's sum; for a distribution, unused.
+    value: Value,
+    /// For a distribution, where its values are in [`Window::values`].
+    values: u32,
+    /// The name's index in [`Window::names`].
+    name: u32,
+    /// The group's next slot, in the order they were made; [`NONE`] for the last.
+    next: u32,
     kind: MetricKind,
-    accumulated: Accumulated,
 }
+
+/// No slot or group.
+const NONE: u32 = u32::MAX;
 
 /// The contexts that share one tag set and timestamp.
 #[derive(Debug)]
 struct Group {
-    tags: Box<str>,
+    /// The tag set, in [`Window::tag_text`].
+    tags: (u32, u32),
     timestamp: Option<i64>,
-    slots: Vec<Slot>,
-    /// The first slot of each name (a name seen with two kinds has a second slot, found by a
-    /// scan: that takes two fields whose names clean to the same, one a distribution).
-    by_name: HashMap<Box<str>, usize, FastState>,
+    /// The group's slots in [`Window::slots`], as a list in the order they were made.
+    first: u32,
+    last: u32,
     /// Where the next point of the current message is likely to be: messages of one model list
     /// their fields in the same order, so this usually finds the slot without hashing.
-    cursor: usize,
+    cursor: u32,
+    /// The next group whose tag text hashes alike (the same tags at another second, or a
+    /// collision).
+    same_hash: u32,
 }
 
-impl Group {
-    fn new(tags: &str, timestamp: Option<i64>) -> Self {
-        Group {
-            tags: tags.into(),
-            timestamp,
-            slots: Vec::new(),
-            by_name: HashMap::default(),
-            cursor: 0,
-        }
-    }
+/// Slots of the direct-mapped cache from a tag set's number and timestamp to its group.
+const GROUP_CACHE_SLOTS: usize = 1024;
 
-    /// The slot of `name` and `kind`, if this window has one.
-    fn find(&mut self, name: &str, kind: MetricKind) -> Option<usize> {
-        let matches = |slot: &Slot| slot.kind == kind && &*slot.name == name;
-        if self.slots.get(self.cursor).is_some_and(matches) {
-            self.cursor += 1;
-            return Some(self.cursor - 1);
-        }
-        let first = *self.by_name.get(name)?;
-        let found = if matches(&self.slots[first]) {
-            Some(first)
-        } else {
-            self.slots.iter().position(matches)
-        };
-        if let Some(i) = found {
-            self.cursor = i + 1;
-        }
-        found
-    }
+/// One entry of that cache: valid while `window` is the window's number.
+#[derive(Debug, Clone, Copy)]
+struct CachedGroup {
+    tag_set: u64,
+    timestamp: Option<i64>,
+    window: u32,
+    group: u32,
 }
 
 /// The points of one aggregation window, folded per context. See the [module](self).
+///
+/// Memory: a context is one [`Slot`] (32 bytes) and one entry of the slot index; a tag set's
+/// text is kept once per window in one string, a metric name once per window.
 #[derive(Debug)]
 pub struct Window {
     groups: Vec<Group>,
-    /// Tag set → the groups with those tags (one per timestamp second).
-    by_tags: HashMap<Box<str>, Vec<usize>, FastState>,
+    slots: Vec<Slot>,
+    /// Every group's tag set, one after the other.
+    tag_text: String,
+    /// Hash of a tag set's text → the first group with a text of that hash.
+    group_by_hash: HashMap<u64, u32, FastState>,
+    /// (tag set's number, timestamp) → group, by the number's low bits.
+    group_cache: Vec<CachedGroup>,
+    /// This window's number, which makes the group cache's older entries stale.
+    window: u32,
+    /// (group, name, kind) → slot, for a point that is not where the group's cursor is.
+    slot_by_key: HashMap<u64, u32, FastState>,
+    names: Names,
+    /// Every distribution context's values, written and joined with `:`.
+    values: Vec<String>,
     /// The current message's tags and timestamp.
     tags: String,
+    tag_set: u64,
     timestamp: Option<i64>,
     /// The current message's group for gauges and counts, and for distributions (which carry
     /// no timestamp); found on the message's first point of each.
-    timed_group: Option<usize>,
-    untimed_group: Option<usize>,
+    timed_group: Option<u32>,
+    untimed_group: Option<u32>,
     contexts: usize,
     distribution_values: usize,
     max_contexts: usize,
@@ -187,13 +189,33 @@ pub struct Window {
     folded: u64,
 }
 
+/// Most entries the window's tables keep allocated once drained: a burst of distinct contexts
+/// should not pin its memory for good.
+const KEPT_CAPACITY: usize = 4096;
+
 impl Window {
     /// An empty window that asks to be closed at `max_contexts` contexts.
     pub fn new(max_contexts: usize) -> Self {
         Window {
             groups: Vec::new(),
-            by_tags: HashMap::default(),
+            slots: Vec::new(),
+            tag_text: String::new(),
+            group_by_hash: HashMap::default(),
+            group_cache: vec![
+                CachedGroup {
+                    tag_set: 0,
+                    timestamp: None,
+                    window: 0,
+                    group: NONE,
+                };
+                GROUP_CACHE_SLOTS
+            ],
+            window: 1,
+            slot_by_key: HashMap::default(),
+            names: Names::default(),
+            values: Vec::new(),
             tags: String::new(),
+            tag_set: 0,
             timestamp: None,
             timed_group: None,
             untimed_group: None,
@@ -224,25 +246,78 @@ impl Window {
         std::mem::take(&mut self.folded)
     }
 
-    fn group_for(&mut self, timestamp: Option<i64>) -> usize {
-        let ids = match self.by_tags.get_mut(self.tags.as_str()) {
-            Some(ids) => ids,
-            None => self.by_tags.entry(self.tags.as_str().into()).or_default(),
-        };
-        let found = ids
-            .iter()
-            .copied()
-            .find(|&i| self.groups[i].timestamp == timestamp);
-        let id = match found {
-            Some(id) => id,
-            None => {
-                let id = self.groups.len();
-                ids.push(id);
-                self.groups.push(Group::new(&self.tags, timestamp));
+    fn tags_of(&self, group: &Group) -> &str {
+        &self.tag_text[group.tags.0 as usize..group.tags.1 as usize]
+    }
+
+    /// Where the current tag set's group at `timestamp` is in the group cache, and the group
+    /// if the cache has it.
+    fn cached_group(&self, timestamp: Option<i64>) -> (usize, Option<u32>) {
+        let slot = (self.tag_set
+            ^ timestamp.map_or(0, |t| (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            as usize
+            & (GROUP_CACHE_SLOTS - 1);
+        let cached = self.group_cache[slot];
+        let hit = self.tag_set != 0
+            && cached.tag_set == self.tag_set
+            && cached.timestamp == timestamp
+            && cached.window == self.window;
+        (slot, hit.then_some(cached.group))
+    }
+
+    /// The current message's group at `timestamp`, made if new; its cursor at its first slot.
+    fn group_for(&mut self, timestamp: Option<i64>) -> u32 {
+        let id = match self.cached_group(timestamp) {
+            (_, Some(id)) => id,
+            (slot, None) => {
+                let id = self.group_by_text(timestamp);
+                if self.tag_set != 0 {
+                    self.group_cache[slot] = CachedGroup {
+                        tag_set: self.tag_set,
+                        timestamp,
+                        window: self.window,
+                        group: id,
+                    };
+                }
                 id
             }
         };
-        self.groups[id].cursor = 0;
+        let group = &mut self.groups[id as usize];
+        group.cursor = group.first;
+        id
+    }
+
+    /// [`Window::group_for`] by the text of the current tags.
+    #[cold]
+    fn group_by_text(&mut self, timestamp: Option<i64>) -> u32 {
+        let hash = self.group_by_hash.hasher().hash_one(self.tags.as_str());
+        let mut tags = None;
+        let mut at = self.group_by_hash.get(&hash).copied().unwrap_or(NONE);
+        while at != NONE {
+            let group = &self.groups[at as usize];
+            if self.tags_of(group) == self.tags {
+                if group.timestamp == timestamp {
+                    return at;
+                }
+                tags = Some(group.tags);
+            }
+            at = group.same_hash;
+        }
+        let tags = tags.unwrap_or_else(|| {
+            let start = self.tag_text.len() as u32;
+            self.tag_text.push_str(&self.tags);
+            (start, self.tag_text.len() as u32)
+        });
+        let id = self.groups.len() as u32;
+        let same_hash = self.group_by_hash.insert(hash, id).unwrap_or(NONE);
+        self.groups.push(Group {
+            tags,
+            timestamp,
+            first: NONE,
+            last: NONE,
+            cursor: NONE,
+            same_hash,
+        });
         id
     }
 
@@ -253,40 +328,53 @@ impl Window {
     pub fn drain(&mut self, max_datagram: usize, mut emit: impl FnMut(&str, MetricKind, usize)) {
         let mut line = String::with_capacity(max_datagram);
         let mut value = String::with_capacity(32);
-        for group in self.groups.drain(..) {
-            for slot in &group.slots {
-                match &slot.accumulated {
-                    Accumulated::Last(v) | Accumulated::Sum(v) => {
-                        value.clear();
-                        v.write(&mut value);
-                        line.clear();
-                        push_line(
-                            &mut line,
-                            &slot.name,
-                            &value,
-                            slot.kind,
-                            &group.tags,
-                            group.timestamp,
-                        );
-                        emit(&line, slot.kind, 1);
-                    }
-                    Accumulated::Values(values) => {
-                        let mut fixed = String::new();
-                        push_line(&mut fixed, &slot.name, "", slot.kind, &group.tags, None);
-                        let budget = max_datagram.saturating_sub(fixed.len());
-                        for (chunk, count) in value_chunks(values, budget) {
-                            line.clear();
-                            push_line(&mut line, &slot.name, chunk, slot.kind, &group.tags, None);
-                            emit(&line, slot.kind, count);
-                        }
-                    }
+        for group in &self.groups {
+            let tags = self.tags_of(group);
+            let mut at = group.first;
+            while at != NONE {
+                let slot = &self.slots[at as usize];
+                at = slot.next;
+                let name = self.names.text(slot.name);
+                if slot.kind != MetricKind::Distribution {
+                    value.clear();
+                    slot.value.write(&mut value);
+                    line.clear();
+                    push_line(&mut line, name, &value, slot.kind, tags, group.timestamp);
+                    emit(&line, slot.kind, 1);
+                    continue;
+                }
+                let mut fixed = String::new();
+                push_line(&mut fixed, name, "", slot.kind, tags, None);
+                let budget = max_datagram.saturating_sub(fixed.len());
+                for (chunk, count) in value_chunks(&self.values[slot.values as usize], budget) {
+                    line.clear();
+                    push_line(&mut line, name, chunk, slot.kind, tags, None);
+                    emit(&line, slot.kind, count);
                 }
             }
         }
-        self.by_tags.clear();
-        if self.by_tags.capacity() > 4096 {
-            // A burst of distinct tag sets should not pin its memory for good.
-            self.by_tags.shrink_to(4096);
+        self.groups.clear();
+        self.slots.clear();
+        self.tag_text.clear();
+        self.group_by_hash.clear();
+        self.slot_by_key.clear();
+        self.values.clear();
+        self.names.clear();
+        if self.slots.capacity() > KEPT_CAPACITY * 8 {
+            self.groups.shrink_to(KEPT_CAPACITY);
+            self.slots.shrink_to(KEPT_CAPACITY * 8);
+            self.tag_text.shrink_to(KEPT_CAPACITY * 64);
+            self.group_by_hash.shrink_to(KEPT_CAPACITY);
+            self.slot_by_key.shrink_to(KEPT_CAPACITY * 8);
+            self.values.shrink_to(KEPT_CAPACITY);
+        }
+        self.window = self.window.wrapping_add(1);
+        if self.window == 0 {
+            // Every 2^32 windows: no entry of a window of the same number may survive.
+            for entry in &mut self.group_cache {
+                entry.window = 0;
+            }
+            self.window = 1;
         }
         self.timed_group = None;
         self.untimed_group = None;
@@ -295,47 +383,108 @@ impl Window {
     }
 }
 
+/// The slot index's key of a name and kind in a group.
+fn slot_key(group: u32, name: u32, kind: MetricKind) -> u64 {
+    (u64::from(group) << 32) | (u64::from(name) << 2) | kind as u64
+}
+
 impl PointSink for Window {
     fn begin(&mut self, tags: &str, timestamp: Option<i64>) {
-        self.tags.clear();
-        self.tags.push_str(tags);
-        self.timestamp = timestamp;
-        self.timed_group = None;
-        self.untimed_group = None;
+        self.begin_tag_set(Interned::text(tags), timestamp);
     }
 
     fn point(&mut self, name: &str, kind: MetricKind, value: Value) {
-        let group = if kind.takes_timestamp() {
-            match self.timed_group {
-                Some(g) => g,
-                None => {
-                    let g = self.group_for(self.timestamp);
-                    self.timed_group = Some(g);
-                    g
-                }
-            }
-        } else {
-            match self.untimed_group {
-                Some(g) => g,
-                None => {
-                    let g = self.group_for(None);
-                    self.untimed_group = Some(g);
-                    g
-                }
-            }
+        self.point_named(Interned::text(name), kind, value);
+    }
+
+    fn begin_tag_set(&mut self, tags: Interned<'_>, timestamp: Option<i64>) {
+        self.tag_set = tags.id;
+        self.timestamp = timestamp;
+        // Groups the cache knows are taken now (they exist: nothing is made out of order); the
+        // text is kept only for a group it does not know.
+        let reset = |groups: &mut Vec<Group>, id: u32| {
+            let group = &mut groups[id as usize];
+            group.cursor = group.first;
+            id
         };
-        let group = &mut self.groups[group];
-        if let Some(i) = group.find(name, kind) {
-            match &mut group.slots[i].accumulated {
-                Accumulated::Last(last) => {
-                    *last = value;
+        self.timed_group = self
+            .cached_group(timestamp)
+            .1
+            .map(|id| reset(&mut self.groups, id));
+        self.untimed_group = match timestamp {
+            None => self.timed_group,
+            Some(_) => self
+                .cached_group(None)
+                .1
+                .map(|id| reset(&mut self.groups, id)),
+        };
+        if self.timed_group.is_none() || self.untimed_group.is_none() {
+            self.tags.clear();
+            self.tags.push_str(tags.text);
+        }
+    }
+
+    #[inline]
+    fn point_named(&mut self, name: Interned<'_>, kind: MetricKind, value: Value) {
+        let group = match (kind.takes_timestamp(), self.timed_group, self.untimed_group) {
+            (true, Some(g), _) | (false, _, Some(g)) => g,
+            _ => self.message_group(kind),
+        };
+        let name = self.names.index(name);
+        // The common case inline: a gauge or count where the group's cursor points.
+        let cursor = self.groups[group as usize].cursor;
+        if let Some(slot) = self.slots.get_mut(cursor as usize) {
+            if slot.name == name && slot.kind == kind && kind != MetricKind::Distribution {
+                slot.value = match kind {
+                    MetricKind::Count => slot.value.added(value),
+                    _ => value,
+                };
+                self.groups[group as usize].cursor = slot.next;
+                self.folded += 1;
+                return;
+            }
+        }
+        self.point_elsewhere(group, name, kind, value);
+    }
+}
+
+impl Window {
+    /// The current message's group for points of `kind`, found on its first such point.
+    #[cold]
+    fn message_group(&mut self, kind: MetricKind) -> u32 {
+        if kind.takes_timestamp() {
+            let g = self.group_for(self.timestamp);
+            self.timed_group = Some(g);
+            g
+        } else {
+            let g = self.group_for(None);
+            self.untimed_group = Some(g);
+            g
+        }
+    }
+
+    /// A point that is not a gauge or count at the group's cursor: found through the slot
+    /// index, or a new context.
+    fn point_elsewhere(&mut self, group: u32, name: u32, kind: MetricKind, value: Value) {
+        let cursor = self.groups[group as usize].cursor;
+        let found = match self.slots.get(cursor as usize) {
+            Some(slot) if slot.name == name && slot.kind == kind => Some(cursor),
+            _ => self.slot_by_key.get(&slot_key(group, name, kind)).copied(),
+        };
+        if let Some(at) = found {
+            let slot = &mut self.slots[at as usize];
+            self.groups[group as usize].cursor = slot.next;
+            match kind {
+                MetricKind::Gauge => {
+                    slot.value = value;
                     self.folded += 1;
                 }
-                Accumulated::Sum(sum) => {
-                    *sum = sum.added(value);
+                MetricKind::Count => {
+                    slot.value = slot.value.added(value);
                     self.folded += 1;
                 }
-                Accumulated::Values(values) => {
+                MetricKind::Distribution => {
+                    let values = &mut self.values[slot.values as usize];
                     values.push(':');
                     value.write(values);
                     self.distribution_values += 1;
@@ -343,24 +492,30 @@ impl PointSink for Window {
             }
             return;
         }
-        let accumulated = match kind {
-            MetricKind::Gauge => Accumulated::Last(value),
-            MetricKind::Count => Accumulated::Sum(value),
-            MetricKind::Distribution => {
-                let mut values = String::new();
-                value.write(&mut values);
-                self.distribution_values += 1;
-                Accumulated::Values(values)
-            }
-        };
-        let i = group.slots.len();
-        group.slots.push(Slot {
-            name: name.into(),
+        let mut values = NONE;
+        if kind == MetricKind::Distribution {
+            let mut text = String::new();
+            value.write(&mut text);
+            values = self.values.len() as u32;
+            self.values.push(text);
+            self.distribution_values += 1;
+        }
+        let at = self.slots.len() as u32;
+        self.slots.push(Slot {
+            value,
+            values,
+            name,
+            next: NONE,
             kind,
-            accumulated,
         });
-        group.by_name.entry(name.into()).or_insert(i);
-        group.cursor = i + 1;
+        self.slot_by_key.insert(slot_key(group, name, kind), at);
+        let group = &mut self.groups[group as usize];
+        match group.last {
+            NONE => group.first = at,
+            last => self.slots[last as usize].next = at,
+        }
+        group.last = at;
+        group.cursor = NONE;
         self.contexts += 1;
     }
 }

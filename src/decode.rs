@@ -150,13 +150,19 @@ pub fn decode_reusing<'a>(
     if payload.is_empty() {
         return Err(DecodeError::Empty);
     }
+    // A flat object of plain values (nearly every Insights message) in one pass of our own,
+    // which checks UTF-8 as it goes; anything else through the UTF-8 check and serde_json: see
+    // [`flat`].
+    if let Some(message) = flat::parse(payload, fields) {
+        return Ok(message);
+    }
     let text = std::str::from_utf8(payload).map_err(|e| DecodeError::NotUtf8 {
         at: e.valid_up_to(),
     })?;
-    match parse(text, fields) {
+    match parse_with_serde(text) {
         Ok(message) => Ok(message),
         Err(DecodeError::InvalidJson(first)) => match quote_non_finite_words(text) {
-            Some(repaired) => parse(&repaired, Vec::new())
+            Some(repaired) => parse(&repaired)
                 .map(into_owned)
                 .map_err(|_| DecodeError::InvalidJson(first)),
             None => Err(DecodeError::InvalidJson(first)),
@@ -165,13 +171,9 @@ pub fn decode_reusing<'a>(
     }
 }
 
-/// A flat object of plain values (nearly every Insights message) in one pass of our own, anything
-/// else through serde_json: see [`flat`].
-fn parse<'a>(
-    text: &'a str,
-    fields: Vec<Field<'static>>,
-) -> Result<InsightsMessage<'a>, DecodeError> {
-    match flat::parse(text, fields) {
+/// Like the fast path then serde_json, for text already known to be UTF-8.
+fn parse(text: &str) -> Result<InsightsMessage<'_>, DecodeError> {
+    match flat::parse(text.as_bytes(), Vec::new()) {
         Some(message) => Ok(message),
         None => parse_with_serde(text),
     }

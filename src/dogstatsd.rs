@@ -14,6 +14,8 @@
 //! assert_eq!(line, "algorithmia.risk_score:0.2:0.3|d|#algorithm_name:m"); // no |T on |d
 //! ```
 
+mod float;
+
 /// Datadog's limit on metric names and on tags.
 pub const MAX_NAME_CHARS: usize = 200;
 /// The longest value [`Value::write`] writes (`-2.2250738585072014e-308`).
@@ -62,7 +64,7 @@ impl Value {
         match self {
             Value::UInt(v) => out.push_str(itoa::Buffer::new().format(v)),
             Value::Int(v) => out.push_str(itoa::Buffer::new().format(v)),
-            Value::Float(v) => out.push_str(ryu::Buffer::new().format_finite(v)),
+            Value::Float(v) => float::write(out, v),
         }
     }
 

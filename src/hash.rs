@@ -104,6 +104,37 @@ impl Hasher for FastHasher {
     }
 }
 
+/// Whether two short strings are equal, compared inline eight bytes at a time: the hot path
+/// compares a field or metric name with the one it expects on every field, and the call to
+/// `memcmp` that `==` makes costs more than the comparison itself for names of a few words.
+#[inline]
+pub(crate) fn short_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // (`get` checks the slices' ends; the conversions of 8 and 4 bytes cannot fail.)
+    let eight = |s: &[u8], at: usize| s.get(at..at + 8)?.try_into().ok().map(u64::from_ne_bytes);
+    let four = |s: &[u8], at: usize| s.get(at..at + 4)?.try_into().ok().map(u32::from_ne_bytes);
+    if n < 8 {
+        if n < 4 {
+            return a == b;
+        }
+        // The first four bytes and the last four, overlapping.
+        return four(a, 0) == four(b, 0) && four(a, n - 4) == four(b, n - 4);
+    }
+    // Whole words, then the last eight bytes (overlapping the last whole word).
+    let mut at = 0;
+    while at + 8 < n {
+        if eight(a, at) != eight(b, at) {
+            return false;
+        }
+        at += 8;
+    }
+    eight(a, n - 8) == eight(b, n - 8)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +162,42 @@ mod tests {
         hashes.sort_unstable();
         hashes.dedup();
         assert_eq!(hashes.len(), names.len());
+    }
+
+    #[test]
+    fn short_eq_is_equality() {
+        let words = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "risk_score",
+            "risk_scorf",
+            "abcd",
+            "abce",
+            "bbcd",
+            "abcde",
+            "abcdf",
+            "bbcde",
+            "abcdefg",
+            "abcdefh",
+            "Abcdefg",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+            "12345678",
+            "12345679",
+            "123456789",
+            "123456780",
+            "algorithm_version",
+            "algorithm_versioN",
+            "é",
+            "e\u{301}",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(short_eq(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -38,12 +38,19 @@ use crate::config::{Instance, Mapping};
 use crate::decode::{FieldValue, InsightsMessage};
 use crate::dogstatsd::{push_metric_name, push_tag_value, LineWriter, MAX_NAME_CHARS};
 use crate::dogstatsd::{MetricKind, Value};
-use crate::hash::FastState;
+use crate::hash::{short_eq, FastState};
 use crate::telemetry::{Counters, SkipReason, TimestampIssue};
+
+mod context;
+pub use context::Interned;
+use context::{fresh_id, TagSets};
 
 /// Most field names whose rule the mapper remembers; past it, it starts over (a topic whose
 /// field names never repeat costs the rules' work on every field, and no memory).
 const MAX_REMEMBERED_FIELDS: usize = 4096;
+
+/// How many first fields' rules the mapper tries before looking a first field's name up.
+const FIRST_RULES: usize = 4;
 
 /// No rule (see [`FieldRule::next`]).
 const NO_RULE: usize = usize::MAX;
@@ -57,6 +64,8 @@ struct FieldRule {
     field: Box<str>,
     /// Its place in `tag_fields` (the first, if it is listed twice).
     tag: Option<usize>,
+    /// The number that stands for its metric name (see [`Interned`]).
+    name_id: u64,
     /// Whether it is the timestamp field.
     timestamp: bool,
     action: Action,
@@ -98,20 +107,24 @@ pub struct MetricMapper {
     exclude: Vec<String>,
     /// Glob patterns of the fields sent as distributions.
     distributions: Vec<String>,
-    /// `<prefix>.calls`.
+    /// `<prefix>.calls`, and the number that stands for it.
     calls_name: String,
+    calls_id: u64,
     send_timestamps: bool,
     timestamp_field: String,
     /// Fixed "now" for tests; `None` reads the clock.
     clock: Option<i64>,
     // Scratch buffers reused for every message.
     tags: String,
+    /// The tag sets rendered lately, by their raw values.
+    tag_sets: TagSets,
     name: String,
     /// The rule of each field name seen lately: an index into `rules`.
     rule_of: HashMap<Box<str>, usize, FastState>,
     rules: Vec<FieldRule>,
-    /// The rule of the first field of the last message.
-    first_rule: usize,
+    /// The rules of the first fields of the last messages, the latest first: a topic's models
+    /// take turns, each listing its fields in its own order.
+    first_rules: [usize; FIRST_RULES],
     /// For each of `tag_fields`, the first of them with the same name (a name listed twice
     /// takes the same value twice).
     tag_first: Vec<usize>,
@@ -223,14 +236,16 @@ impl MetricMapper {
                 exclude: exclude_metrics,
                 distributions: distribution_metrics,
                 calls_name: format!("{prefix}.calls"),
+                calls_id: fresh_id(),
                 send_timestamps,
                 timestamp_field,
                 clock: None,
                 tags: String::with_capacity(256),
+                tag_sets: TagSets::default(),
                 name: String::with_capacity(256),
                 rule_of: HashMap::default(),
                 rules: Vec::new(),
-                first_rule: NO_RULE,
+                first_rules: [NO_RULE; FIRST_RULES],
                 tag_first: Vec::new(),
                 field_rules: Vec::new(),
                 tag_at: Vec::new(),
@@ -287,7 +302,7 @@ impl MetricMapper {
             // Between messages, so that no rule of the message at hand goes.
             self.rules.clear();
             self.rule_of.clear();
-            self.first_rule = NO_RULE;
+            self.first_rules = [NO_RULE; FIRST_RULES];
         }
         // First the rules of the fields, and where the tags and the timestamp are.
         self.field_rules.clear();
@@ -308,7 +323,19 @@ impl MetricMapper {
                 timestamp_at = Some(i);
             }
         }
-        self.build_tags(message);
+        // The tag set, rendered only the first time these raw values are seen.
+        self.tag_sets.new_key();
+        for &first in &self.tag_first {
+            let value = self.tag_at[first].map(|at| &message.fields[at].value);
+            self.tag_sets.key_value(value);
+        }
+        let tag_set = match self.tag_sets.find() {
+            Some(at) => at,
+            None => {
+                self.build_tags(message);
+                self.tag_sets.insert(&self.tags)
+            }
+        };
         let timestamp = if self.send_timestamps {
             match self.timestamp_of(timestamp_at.map(|i| &message.fields[i].value)) {
                 Ok(ts) => Some(ts),
@@ -320,11 +347,13 @@ impl MetricMapper {
         } else {
             None
         };
-        points.begin(&self.tags, timestamp);
+        points.begin_tag_set(self.tag_sets.get(tag_set), timestamp);
 
         let mut metrics = 0;
         for (field, &rule) in message.fields.iter().zip(&self.field_rules) {
-            let action = &self.rules[rule].action;
+            let FieldRule {
+                action, name_id, ..
+            } = &self.rules[rule];
             if let Action::Operational = action {
                 continue;
             }
@@ -337,14 +366,22 @@ impl MetricMapper {
             };
             match action {
                 Action::Metric { name, kind } => {
-                    points.point(name, *kind, value);
+                    let name = Interned {
+                        id: *name_id,
+                        text: name,
+                    };
+                    points.point_named(name, *kind, value);
                     metrics += 1;
                 }
                 Action::Skip(reason) => counters.skip(*reason),
                 Action::Operational => {}
             }
         }
-        points.point(&self.calls_name, MetricKind::Count, Value::UInt(1));
+        let calls = Interned {
+            id: self.calls_id,
+            text: &self.calls_name,
+        };
+        points.point_named(calls, MetricKind::Count, Value::UInt(1));
         if metrics == 0 {
             counters
                 .messages_without_metrics
@@ -355,17 +392,36 @@ impl MetricMapper {
 
     /// The index in `rules` of the rule of field `field_name`, which follows the field whose
     /// rule is `previous` (`None` for the first field); worked out if the name is new.
+    #[inline]
     fn rule(&mut self, previous: Option<usize>, field_name: &str) -> usize {
         let guess = match previous {
             Some(p) => self.rules[p].next,
-            None => self.first_rule,
+            None => self.first_rules[0],
         };
         if self
             .rules
             .get(guess)
-            .is_some_and(|r| *r.field == *field_name)
+            .is_some_and(|r| short_eq(&r.field, field_name))
         {
             return guess;
+        }
+        self.rule_looked_up(previous, field_name)
+    }
+
+    /// [`MetricMapper::rule`] when the field is not the one that came next last time.
+    #[cold]
+    fn rule_looked_up(&mut self, previous: Option<usize>, field_name: &str) -> usize {
+        if previous.is_none() {
+            let recent = self.first_rules[1..].iter().position(|&r| {
+                self.rules
+                    .get(r)
+                    .is_some_and(|r| short_eq(&r.field, field_name))
+            });
+            if let Some(at) = recent {
+                // The latest first, the others in order.
+                self.first_rules[..at + 2].rotate_right(1);
+                return self.first_rules[0];
+            }
         }
         let found = match self.rule_of.get(field_name) {
             Some(&i) => i,
@@ -378,7 +434,10 @@ impl MetricMapper {
         };
         match previous {
             Some(p) => self.rules[p].next = found,
-            None => self.first_rule = found,
+            None => {
+                self.first_rules.rotate_right(1);
+                self.first_rules[0] = found;
+            }
         }
         found
     }
@@ -390,6 +449,7 @@ impl MetricMapper {
         FieldRule {
             field: field_name.into(),
             tag: self.tag_fields.iter().position(|t| t == field_name),
+            name_id: fresh_id(),
             timestamp: self.send_timestamps && self.timestamp_field == field_name,
             action,
             next: NO_RULE,
@@ -526,6 +586,17 @@ pub trait PointSink {
     fn begin(&mut self, tags: &str, timestamp: Option<i64>);
     /// One point: its full metric name (prefix included, cleaned), kind and value.
     fn point(&mut self, name: &str, kind: MetricKind, value: Value);
+
+    /// [`PointSink::begin`], with the number that stands for the tag set: a sink that keys
+    /// anything on the tag set can key it on the number (see [`Interned`]).
+    fn begin_tag_set(&mut self, tags: Interned<'_>, timestamp: Option<i64>) {
+        self.begin(tags.text, timestamp);
+    }
+
+    /// [`PointSink::point`], with the number that stands for the name.
+    fn point_named(&mut self, name: Interned<'_>, kind: MetricKind, value: Value) {
+        self.point(name.text, kind, value);
+    }
 }
 
 /// The line-per-point sink behind [`MetricMapper::map_message`].

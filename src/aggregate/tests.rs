@@ -1,6 +1,7 @@
 //! One test per aggregation rule.
 
 use super::*;
+use crate::metrics::Interned;
 
 fn lines_of(window: &mut Window, max_datagram: usize) -> Vec<String> {
     let mut lines = Vec::new();
@@ -206,4 +207,66 @@ fn a_line_of_no_room_holds_one_distribution_value_protocol_1_0() {
         lines_of(&mut w, 0),
         ["d:1|d|#m:a", "d:22|d|#m:a", "d:333|d|#m:a", "g:7|g|#m:a"]
     );
+}
+
+#[test]
+fn a_tag_set_or_name_met_under_a_new_number_is_still_the_same_context() {
+    // The mapper renders a tag set again, under a new number, once its cache started over.
+    let mut w = Window::new(100);
+    for (tag_set, name, value) in [(5, 7, 1), (6, 8, 2), (5, 8, 3), (0, 0, 4)] {
+        w.begin_tag_set(
+            Interned {
+                id: tag_set,
+                text: "m:a",
+            },
+            None,
+        );
+        let name = Interned {
+            id: name,
+            text: "x",
+        };
+        w.point_named(name, MetricKind::Gauge, Value::UInt(value));
+        w.point_named(name, MetricKind::Count, Value::UInt(value));
+    }
+    assert_eq!(w.contexts(), 2);
+    assert_eq!(lines_of(&mut w, 1432), ["x:4|g|#m:a", "x:10|c|#m:a"]);
+}
+
+#[test]
+fn numbers_are_forgotten_with_the_window() {
+    let mut w = Window::new(100);
+    for tags in ["m:a", "m:b"] {
+        w.begin_tag_set(Interned { id: 9, text: tags }, Some(1));
+        w.point_named(
+            Interned { id: 3, text: tags },
+            MetricKind::Gauge,
+            Value::UInt(1),
+        );
+        assert_eq!(lines_of(&mut w, 1432), [format!("{tags}:1|g|#{tags}|T1")]);
+    }
+}
+
+#[test]
+fn a_context_costs_one_slot_of_32_bytes_and_its_index_entry() {
+    // One window of 100,000 distinct contexts stays under 16 MB (benches/throughput.rs prints
+    // the whole count): a slot, an index entry and a share of its tag set's group and text.
+    assert!(std::mem::size_of::<Slot>() <= 32);
+    assert!(std::mem::size_of::<Group>() <= 48);
+}
+
+#[test]
+fn the_group_cache_survives_its_window_numbers_wrapping() {
+    let mut w = Window::new(100);
+    w.window = u32::MAX;
+    let tags = Interned { id: 9, text: "m:a" };
+    w.begin_tag_set(tags, None);
+    w.point("x", MetricKind::Gauge, Value::UInt(1));
+    // An entry as if made in a window that got the number the next one gets.
+    for entry in w.group_cache.iter_mut().filter(|e| e.tag_set == 9) {
+        entry.window = 1;
+    }
+    assert_eq!(lines_of(&mut w, 1432), ["x:1|g|#m:a"]);
+    w.begin_tag_set(tags, None);
+    w.point("x", MetricKind::Gauge, Value::UInt(2));
+    assert_eq!(lines_of(&mut w, 1432), ["x:2|g|#m:a"]);
 }

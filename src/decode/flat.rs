@@ -3,20 +3,31 @@
 //!
 //! It accepts only what it can read exactly as serde_json would: anything else (an escape in a
 //! string, a nested array or object, an integer beyond 64 bits, a number beyond `f64`, broken
-//! JSON) makes it return `None`, and the message goes through serde_json, which reads it or says
-//! what is wrong with it. So the fast path changes no result, only the time it takes.
+//! JSON, bytes that are not UTF-8) makes it return `None`, and the message goes through the
+//! UTF-8 check and serde_json, which read it or say what is wrong with it. So the fast path
+//! changes no result, only the time it takes.
+//!
+//! The bytes are not checked as UTF-8 beforehand: outside strings this path accepts ASCII only,
+//! and a string is checked only if it holds a byte above 0x7f (names and values of Insights
+//! messages are nearly always ASCII), so each byte is looked at once.
 
 use std::borrow::Cow;
 
 use super::{Field, FieldValue, InsightsMessage};
 
-/// The fields of `text` if it is a flat object this path reads; `None` for serde_json to decide.
-/// They go into `fields` (empty) if it has room.
-pub(super) fn parse<'a>(text: &'a str, fields: Vec<Field<'static>>) -> Option<InsightsMessage<'a>> {
+mod number;
+mod quotes;
+
+/// The fields of `bytes` if it is a flat object this path reads; `None` for serde_json to
+/// decide. They go into `fields` (empty) if it has room.
+pub(super) fn parse<'a>(
+    bytes: &'a [u8],
+    fields: Vec<Field<'static>>,
+) -> Option<InsightsMessage<'a>> {
     let mut reader = Reader {
-        text,
-        bytes: text.as_bytes(),
+        bytes,
         at: 0,
+        quotes: quotes::index(bytes),
     };
     reader.skip_space();
     reader.expect(b'{')?;
@@ -57,72 +68,10 @@ pub(super) fn parse<'a>(text: &'a str, fields: Vec<Field<'static>>) -> Option<In
 }
 
 struct Reader<'a> {
-    text: &'a str,
     bytes: &'a [u8],
     at: usize,
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each zero byte of `word`, and maybe of bytes above the first zero: the
-/// lowest bit set, if any, marks the first zero byte exactly.
-fn zero_bytes(word: u64) -> u64 {
-    word.wrapping_sub(ONES) & !word & HIGHS
-}
-
-/// Where the first quote, backslash or control character (below 0x20) of `word` is, in bytes
-/// from its first (lowest) byte; 8 if none.
-fn first_special(word: u64) -> usize {
-    let quotes = zero_bytes(word ^ (ONES * u64::from(b'"')));
-    let backslashes = zero_bytes(word ^ (ONES * u64::from(b'\\')));
-    let controls = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
-    ((quotes | backslashes | controls).trailing_zeros() / 8) as usize
-}
-
-/// Where the first quote, backslash or control character of `chunk` (16 bytes) is; 16 if none.
-#[cfg(target_arch = "x86_64")]
-fn first_special_of_16(chunk: &[u8]) -> usize {
-    use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
-    };
-    if chunk.len() < 16 {
-        return chunk.len();
-    }
-    // SAFETY: SSE2 is part of x86_64; the load reads the 16 bytes of `chunk`, unaligned.
-    let mask = unsafe {
-        let bytes = _mm_loadu_si128(chunk.as_ptr().cast::<__m128i>());
-        let quotes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'"' as i8));
-        let backslashes = _mm_cmpeq_epi8(bytes, _mm_set1_epi8(b'\\' as i8));
-        // Below 0x20, unsigned: the byte is its minimum with 0x1f.
-        let controls = _mm_cmpeq_epi8(_mm_min_epu8(bytes, _mm_set1_epi8(0x1f)), bytes);
-        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quotes, backslashes), controls))
-    };
-    (mask as u32 | 1 << 16).trailing_zeros() as usize
-}
-
-/// From `i` on, where the first quote, backslash or control character of `bytes` is, or a
-/// place less than 8 bytes from the end with none before it.
-fn skip_plain(bytes: &[u8], mut i: usize) -> usize {
-    #[cfg(target_arch = "x86_64")]
-    while let Some(chunk) = bytes.get(i..i + 16) {
-        let special = first_special_of_16(chunk);
-        i += special;
-        if special < 16 {
-            return i;
-        }
-    }
-    while let Some(chunk) = bytes.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let special = first_special(u64::from_le_bytes(word));
-        i += special;
-        if special < 8 {
-            return i;
-        }
-    }
-    i
+    /// Where the quotes are, for a payload [`quotes::index`] serves.
+    quotes: Option<quotes::Quotes>,
 }
 
 impl<'a> Reader<'a> {
@@ -140,22 +89,67 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The rest of a string whose opening quote was read, if it holds no escape and no control
-    /// character; reads its closing quote.
+    /// The rest of a string whose opening quote was read, if it holds no escape, no control
+    /// character and is UTF-8; reads its closing quote.
+    #[inline]
     fn string(&mut self) -> Option<&'a str> {
-        let start = self.at;
-        // Many bytes at a time up to the first special one, then byte by byte.
-        let mut i = skip_plain(self.bytes, start);
-        loop {
-            match *self.bytes.get(i)? {
-                b'"' => break,
-                b'\\' | 0..=0x1f => return None,
-                _ => i += 1,
-            }
+        if let Some(quotes) = &self.quotes {
+            let start = self.at;
+            let end = quotes::next(quotes, start)?;
+            self.at = end + 1;
+            // SAFETY: the payload holds no byte above 0x7f (`quotes::index` checked): ASCII is
+            // UTF-8. And no backslash nor control character: the string ends at the next quote.
+            return Some(unsafe { std::str::from_utf8_unchecked(&self.bytes[start..end]) });
         }
-        self.at = i + 1;
-        // The text is UTF-8 and the quotes are ASCII: both ends are character boundaries.
-        self.text.get(start..i)
+        self.string_scanned()
+    }
+
+    /// [`Reader::string`] for a payload whose quotes were not indexed: a scan of its own.
+    #[inline(never)]
+    fn string_scanned(&mut self) -> Option<&'a str> {
+        let bytes = self.bytes;
+        let start = self.at;
+        let mut i = start;
+        let mut non_ascii = false;
+        // Sixteen bytes at a time up to the first quote, backslash, control character or byte
+        // above 0x7f; past the latter (UTF-8, checked at the end), on.
+        while let Some(chunk) = bytes.get(i..i + 16) {
+            let (quotes, others) = quotes::classify_16(chunk.try_into().ok()?);
+            let stops = quotes | others;
+            if stops == 0 {
+                i += 16;
+                continue;
+            }
+            i += stops.trailing_zeros() as usize;
+            if bytes[i] < 0x80 {
+                return self.string_ends(start, i, non_ascii);
+            }
+            non_ascii = true;
+            i += 1;
+        }
+        loop {
+            match *bytes.get(i)? {
+                b'"' | b'\\' | 0..=0x1f => return self.string_ends(start, i, non_ascii),
+                b => non_ascii |= b >= 0x80,
+            }
+            i += 1;
+        }
+    }
+
+    /// The string from `start` to `end`, where a special byte is: a closing quote ends it, an
+    /// escape or a control character is left to serde_json.
+    fn string_ends(&mut self, start: usize, end: usize, non_ascii: bool) -> Option<&'a str> {
+        if self.bytes[end] != b'"' {
+            return None;
+        }
+        self.at = end + 1;
+        let text = &self.bytes[start..end];
+        if non_ascii {
+            std::str::from_utf8(text).ok()
+        } else {
+            // SAFETY: every byte of `text` is below 0x80 (checked above): ASCII is UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(text) })
+        }
     }
 
     fn value(&mut self) -> Option<FieldValue<'a>> {
@@ -167,7 +161,11 @@ impl<'a> Reader<'a> {
             b't' => self.word("true", FieldValue::Bool(true)),
             b'f' => self.word("false", FieldValue::Bool(false)),
             b'n' => self.word("null", FieldValue::Null),
-            b'-' | b'0'..=b'9' => self.number(),
+            b'-' | b'0'..=b'9' => {
+                let (value, end) = number::read(self.bytes, self.at)?;
+                self.at = end;
+                Some(value)
+            }
             _ => None,
         }
     }
@@ -179,62 +177,6 @@ impl<'a> Reader<'a> {
         } else {
             None
         }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.at;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.at += 1;
-        }
-        self.at - start
-    }
-
-    /// A number as JSON's grammar has it: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
-    fn number(&mut self) -> Option<FieldValue<'a>> {
-        let start = self.at;
-        let negative = self.peek() == Some(b'-');
-        if negative {
-            self.at += 1;
-        }
-        let int_start = self.at;
-        let int_digits = self.digits();
-        if int_digits == 0 || (int_digits > 1 && self.bytes[int_start] == b'0') {
-            return None;
-        }
-        let mut integer = true;
-        if self.peek() == Some(b'.') {
-            self.at += 1;
-            if self.digits() == 0 {
-                return None;
-            }
-            integer = false;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.at += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.at += 1;
-            }
-            if self.digits() == 0 {
-                return None;
-            }
-            integer = false;
-        }
-        let text = &self.text[start..self.at];
-        if integer {
-            // Beyond 64 bits serde_json reads a float: its path decides.
-            let magnitude: u64 = self.text[int_start..self.at].parse().ok()?;
-            return Some(if !negative {
-                FieldValue::UInt(magnitude)
-            } else if magnitude == 0 {
-                // serde_json reads -0 as the float -0.0.
-                FieldValue::Float(-0.0)
-            } else {
-                FieldValue::Int(0i64.checked_sub_unsigned(magnitude)?)
-            });
-        }
-        // Correctly rounded, as serde_json's `float_roundtrip`; out of range is its error.
-        let value: f64 = text.parse().ok()?;
-        value.is_finite().then_some(FieldValue::Float(value))
     }
 }
 
@@ -249,7 +191,7 @@ mod tests {
 
     #[track_caller]
     fn agrees(text: &str) {
-        if let Some(fast) = parse(text, Vec::new()) {
+        if let Some(fast) = parse(text.as_bytes(), Vec::new()) {
             assert_eq!(Some(&fast), slow(text).as_ref(), "{text:?}");
         }
     }
@@ -266,7 +208,7 @@ mod tests {
             r#"{"a":1,"a":2}"#,
             r#"{"x":0.30000000000000004,"y":123456789012345678901234567890.5}"#,
         ] {
-            assert!(parse(text, Vec::new()).is_some(), "{text}");
+            assert!(parse(text.as_bytes(), Vec::new()).is_some(), "{text}");
             agrees(text);
         }
     }
@@ -297,8 +239,22 @@ mod tests {
             r#"{"a":1"#,
             r#"{"a"#,
         ] {
-            assert!(parse(text, Vec::new()).is_none(), "{text}");
+            assert!(parse(text.as_bytes(), Vec::new()).is_none(), "{text}");
         }
+    }
+
+    /// Up to `most` random digits, split at a random place into an integer part (at least
+    /// "0", no leading zero) and a fraction (maybe empty).
+    fn random_digits(next: &mut impl FnMut() -> u64, most: u64) -> (String, String) {
+        let digits = 1 + next() % most;
+        let number: String = (0..digits)
+            .map(|_| char::from(b'0' + (next() % 10) as u8))
+            .collect();
+        let number = number.trim_start_matches('0');
+        let point = (next() as usize) % (number.len() + 1);
+        let (a, b) = number.split_at(point);
+        let a = if a.is_empty() { "0" } else { a };
+        (a.to_string(), b.to_string())
     }
 
     #[test]
@@ -344,21 +300,9 @@ mod tests {
                 text.push_str(&format!("\"k{}\":", next() % 3));
                 if next() % 4 == 0 {
                     // Many digits: rounding is where float parsers differ.
-                    let digits = 1 + next() % 25;
-                    let mut number = String::new();
-                    for _ in 0..digits {
-                        number.push(char::from(b'0' + (next() % 10) as u8));
-                    }
-                    let number = number.trim_start_matches('0');
-                    let number = if number.is_empty() { "0" } else { number };
-                    let point = (next() as usize) % (number.len() + 1);
-                    let (a, b) = number.split_at(point);
+                    let (a, b) = random_digits(&mut next, 25);
                     let exponent = next() % 700;
-                    text.push_str(&format!(
-                        "{}.{}1e-{exponent}",
-                        if a.is_empty() { "0" } else { a },
-                        b
-                    ));
+                    text.push_str(&format!("{a}.{b}1e-{exponent}"));
                 } else {
                     text.push_str(pieces[(next() as usize) % pieces.len()]);
                 }
@@ -369,17 +313,87 @@ mod tests {
     }
 
     #[test]
+    fn floats_within_the_exact_path_agree_with_serde_json() {
+        // Up to 19 digits (past 2^53, where the exact path hands over), any place for the
+        // point, exponents either side of ±22: both sides of every bound of the fast path.
+        let mut next = super::super::tests::xorshift(0x1234_5678_9ABC_DEF1);
+        for _ in 0..100_000 {
+            let (a, b) = random_digits(&mut next, 19);
+            let sign = if next() % 2 == 0 { "-" } else { "" };
+            let text = match next() % 3 {
+                0 if !b.is_empty() => format!("{sign}{a}.{b}"),
+                1 => format!("{sign}{a}e{}", next() % 50),
+                _ => format!(
+                    "{sign}{a}.{}E-{}",
+                    if b.is_empty() { "0" } else { &b },
+                    next() % 50
+                ),
+            };
+            let text = format!("{{\"x\":{text}}}");
+            assert!(parse(text.as_bytes(), Vec::new()).is_some(), "{text}");
+            agrees(&text);
+        }
+        for text in [
+            "9007199254740992.5",
+            "9007199254740993",
+            "9007199254740993.0",
+            "1e22",
+            "1e23",
+            "123e-22",
+            "123e-23",
+            "-0.0e5",
+            "0e999999999999999999999",
+            "1e-99999999999999999999",
+            "0.1",
+            "0.2",
+            "0.3",
+        ] {
+            agrees(&format!("{{\"x\":{text}}}"));
+        }
+    }
+
+    #[test]
+    fn long_payloads_and_payloads_with_whitespace_read_string_by_string_alike() {
+        // Past the quote index's 1,024 bytes, or with a line break: the per-string scan.
+        for text in [
+            format!("{{\"a\":\"{}\",\"b\":2}}", "x".repeat(1100)),
+            format!("{{\"{}\":1,\"b\":\"y\"}}", "k".repeat(1030)),
+            "{\n\"a\": \"plain\",\r\n\t\"b\": 0.5\n}".to_string(),
+        ] {
+            assert!(parse(text.as_bytes(), Vec::new()).is_some(), "{text}");
+            agrees(&text);
+        }
+    }
+
+    #[test]
+    fn non_ascii_strings_are_checked_as_utf8() {
+        for (bytes, fast) in [
+            (&b"{\"\xc3\xa9\":\"\xf0\x9f\x98\x80\"}"[..], true),
+            (b"{\"a\":\"\xff\"}", false),
+            (b"{\"a\":\"0123456789abcdef\xc3\"}", false),
+            (b"{\"\xc3\":1}", false),
+            (b"{\"a\":1}\xc3\xa9", false),
+        ] {
+            assert_eq!(parse(bytes, Vec::new()).is_some(), fast, "{bytes:?}");
+        }
+        assert_eq!(
+            super::super::decode(b"{\"a\":\"0123456789abcdef\xc3\"}"),
+            Err(super::super::DecodeError::NotUtf8 { at: 22 })
+        );
+    }
+
+    #[test]
     fn specials_are_found_at_every_position_of_a_word() {
         for at in 0..20 {
             for special in ["\\n", "\u{1}", "\u{1f}"] {
                 let mut value = "x".repeat(20);
                 value.replace_range(at..at + 1, special);
                 let text = format!("{{\"a\":\"{value}\"}}");
-                assert!(parse(&text, Vec::new()).is_none(), "{text:?}");
+                assert!(parse(text.as_bytes(), Vec::new()).is_none(), "{text:?}");
             }
             let text = format!("{{\"a\":\"{}\",\"b\":1}}", "é".repeat(at));
             agrees(&text);
-            assert!(parse(&text, Vec::new()).is_some());
+            assert!(parse(text.as_bytes(), Vec::new()).is_some());
         }
     }
 }

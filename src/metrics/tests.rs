@@ -434,6 +434,36 @@ fn the_same_message_always_yields_the_same_lines_in_field_order() {
 }
 
 #[test]
+fn models_taking_turns_each_keep_their_own_rules_and_tags() {
+    // More models than first fields remembered, with shared and distinct field names, in an
+    // order that makes every remembered guess both hit and miss.
+    let mut m = MetricMapper::builder("p").build();
+    let models: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                r#"{{"f{i}":{i},"shared":1,"x{}":2,"algorithm_name":"m{i}","session_id":"s"}}"#,
+                i % 2
+            )
+        })
+        .collect();
+    for round in 0..4 {
+        for i in [0, 1, 0, 2, 3, 4, 5, 1, 5, 0] {
+            let i = (i + round) % models.len();
+            let (lines, _) = lines_with(&mut m, &models[i]);
+            assert_eq!(
+                lines,
+                [
+                    format!("p.f{i}:{i}|g|#algorithm_name:m{i}"),
+                    format!("p.shared:1|g|#algorithm_name:m{i}"),
+                    format!("p.x{}:2|g|#algorithm_name:m{i}", i % 2),
+                ],
+                "round {round}, model {i}"
+            );
+        }
+    }
+}
+
+#[test]
 fn an_emit_error_stops_the_message() {
     let message = decode(br#"{"a":1,"b":2}"#).unwrap();
     let mut calls = 0;
