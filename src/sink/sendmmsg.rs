@@ -3,7 +3,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use super::packed::Packed;
 
@@ -77,27 +76,12 @@ fn as_family<T: SocketAddress>(storage: &mut libc::sockaddr_storage) -> &mut T {
     unsafe { &mut *(storage as *mut libc::sockaddr_storage).cast::<T>() }
 }
 
-/// What a send does when the receiver's queue is full.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum WhenFull {
-    /// Waits in the kernel (the socket's own timeout applies): UDP, whose queue never pushes
-    /// back on the sender.
-    Block,
-    /// Sleeps `pause` and tries again, for up to `give_up` in all, then fails with the last
-    /// error: a Unix socket. Blocking in the kernel wakes the sender each time the reader takes
-    /// one datagram, to send one more: with Linux's default queue of 10 datagrams
-    /// (`net.unix.max_dgram_qlen`), a context switch every datagram or two. A pause lets the
-    /// reader empty the queue, which then takes a whole burst in one call.
-    Pause { pause: Duration, give_up: Duration },
-}
-
 /// Writes every datagram of `datagrams` to `address` from socket `fd`, as few system calls
 /// as the kernel allows, until one fails.
 pub(super) fn send_many(
     fd: libc::c_int,
     address: &Address,
     datagrams: &Packed,
-    when_full: WhenFull,
 ) -> (usize, Option<io::Error>) {
     let mut iovecs: Vec<libc::iovec> = datagrams
         .iter()
@@ -118,34 +102,21 @@ pub(super) fn send_many(
             header
         })
         .collect();
-    let (flags, mut full_since) = match when_full {
-        WhenFull::Block => (0, None),
-        WhenFull::Pause { .. } => (libc::MSG_DONTWAIT, None::<Instant>),
-    };
     let mut sent = 0;
     while sent < headers.len() {
         let rest = &mut headers[sent..];
         // SAFETY: every header points at one iovec over a datagram of `datagrams` and at
         // `address`, all alive for the call; the kernel only reads them (and writes
         // msg_len).
-        let n = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, flags) };
+        let n = unsafe { libc::sendmmsg(fd, rest.as_mut_ptr(), rest.len() as libc::c_uint, 0) };
         if n < 0 {
             let error = io::Error::last_os_error();
-            match (error.kind(), when_full) {
-                (io::ErrorKind::Interrupted, _) => continue,
-                (io::ErrorKind::WouldBlock, WhenFull::Pause { pause, give_up }) => {
-                    let since = *full_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() < give_up {
-                        std::thread::sleep(pause);
-                        continue;
-                    }
-                    return (sent, Some(error));
-                }
-                _ => return (sent, Some(error)),
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
             }
+            return (sent, Some(error));
         }
         sent += n as usize;
-        full_since = None;
     }
     (sent, None)
 }

@@ -98,12 +98,7 @@ impl SendDatagrams for UdpDestination {
         {
             use std::os::fd::AsRawFd;
             let address = sendmmsg::Address::of_inet(self.target);
-            sendmmsg::send_many(
-                self.socket.as_raw_fd(),
-                &address,
-                datagrams,
-                sendmmsg::WhenFull::Block,
-            )
+            sendmmsg::send_many(self.socket.as_raw_fd(), &address, datagrams)
         }
         #[cfg(not(target_os = "linux"))]
         send_each(datagrams, |d| self.emit(d).map(drop))
