@@ -565,7 +565,6 @@ fn consume(
                 if forwarder.flush() {
                     state = State::Consuming;
                     set_paused(consumer, false);
-                    consumer.context().reroute(consumer);
                 } else {
                     let backoff = (backoff * 2).min(RETRY_MAX);
                     state = State::Paused {
@@ -580,12 +579,14 @@ fn consume(
             State::Paused { .. } => {}
         }
         schedule.flush = forwarder.next_deadline();
-        // A window written now has its offsets committed at once rather than at the next
-        // auto-commit, so that a crash replays next to nothing that reached the Agent.
         if now >= schedule.store {
-            // librdkafka undoes a partition's routing when it stops fetching it (a pause).
+            // The rebalance callback routes each assigned partition; this catches one whose
+            // routing librdkafka undid (it does when it stops fetching a partition) without a
+            // callback to route it again.
             consumer.context().reroute(consumer);
         }
+        // A window written now has its offsets committed at once rather than at the next
+        // auto-commit, so that a crash replays next to nothing that reached the Agent.
         if (now >= schedule.store || window_written) && delivery.commits {
             schedule.store = now + STORE_INTERVAL;
             if let Some(offsets) = forwarder.take_delivered() {

@@ -11,8 +11,8 @@
 //! A partition's forwarding must be in place before librdkafka starts fetching it, or its first
 //! messages go to the consumer's queue and could be handled after later ones:
 //! [`FetchQueue::route`] is called by the rebalance callback before each assignment is applied.
-//! librdkafka clears a partition's forwarding whenever it stops fetching it (revocation, a
-//! pause); it does not forward it anywhere else once the application forwarded it, so messages
+//! librdkafka clears a partition's forwarding whenever it stops fetching it (a revocation; a
+//! pause keeps it); it does not forward it anywhere else once the application forwarded it, so messages
 //! fetched meanwhile wait in the partition's own queue. [`FetchQueue::route`] is called again
 //! now and then for the whole assignment, which moves anything waiting there, in order, to our
 //! queue. Messages of a partition that was revoked or paused after they were fetched are
